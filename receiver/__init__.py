@@ -1,0 +1,1 @@
+"""nova-sink receiver: webhook verification, ingest, Nova client, reconciliation and CLI."""

@@ -1,0 +1,101 @@
+"""Engines and transactions.
+
+SQLite gets WAL, a busy timeout, foreign keys and the configured ``synchronous`` level on
+*every* pooled connection (a ``connect`` event: only ``journal_mode`` persists in the file),
+and write transactions open with ``BEGIN IMMEDIATE``. A deferred transaction that turns
+into a write fails with SQLITE_BUSY at once, skipping the busy timeout; that is the classic
+"database is locked" 500 under concurrency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from storage.errors import StoreUnavailable
+from storage.store import Store
+
+Synchronous = Literal["FULL", "NORMAL"]
+
+BUSY_TIMEOUT_MS = 5000
+_WRITE = "nova_sink_write"
+
+
+def make_engine(
+    url: str, *, synchronous: Synchronous = "FULL", pool_size: int = 8, echo: bool = False
+) -> Engine:
+    """Build the engine for ``url`` (``sqlite:///file.db`` or ``postgresql+psycopg://…``)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, synchronous=synchronous, pool_size=pool_size, echo=echo)
+    return sa.create_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _sqlite_engine(url: str, *, synchronous: Synchronous, pool_size: int, echo: bool) -> Engine:
+    engine = sa.create_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=5,
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to the "begin" hook below (SQLAlchemy's pysqlite recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means "try again later" rather than a bug in our SQL."""
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@contextmanager
+def transaction(engine: Engine, *, write: bool = True) -> Iterator[Store]:
+    """Open one transaction and yield a ``Store`` on it; commit on success, roll back on error.
+
+    Write transactions take SQLite's write lock up front (``BEGIN IMMEDIATE``). Operational
+    failures (database down, locked past the busy timeout, read-only, disk full) surface as
+    ``StoreUnavailable``.
+    """
+    try:
+        with engine.connect() as conn:
+            if write:
+                conn = conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield Store(conn)
+    except DBAPIError as exc:
+        if is_unavailable(exc):
+            raise StoreUnavailable(str(exc.orig).splitlines()[0] if exc.orig else str(exc)) from exc
+        raise

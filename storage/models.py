@@ -1,0 +1,165 @@
+"""SQLModel tables. Readable with plain ``sqlite3``: snake_case columns named after Nova's fields.
+
+Table models do not validate (SQLModel skips validation for ``table=True``); values are
+validated by ``receiver.events`` / ``receiver.nova`` before they get here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite has no time zone type and hands back naive values; PostgreSQL uses
+    ``timestamptz``. Either way Python code only ever sees aware UTC datetimes.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
+
+
+def _json() -> Any:
+    return Field(default=None, sa_type=sa.JSON)
+
+
+class ScoringJob(SQLModel, table=True):
+    """One row per ``scoringJobId``; a rescore is a separate row."""
+
+    __tablename__ = "scoring_job"
+
+    scoring_job_id: str = Field(primary_key=True)
+    job_id: str | None = Field(default=None, index=True)
+    application_id: str | None = Field(default=None, index=True)
+    batch_id: str | None = Field(default=None, index=True)
+    tenant_id: str | None = None
+    status: str = Field(index=True)  # pending | completed | failed
+    nova_status: str | None = None  # Nova's original spelling
+    is_rescore: bool | None = None
+    criteria_version_id: str | None = None
+    score: int | None = None
+    verdict: str | None = None
+    strengths: list[str] | None = _json()
+    concerns: list[str] | None = _json()
+    interview_focus: list[str] | None = _json()
+    error_type: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    queued_at: datetime | None = _ts()
+    started_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    failed_at: datetime | None = _ts()
+    source: str  # webhook | reconcile | submit
+    first_seen_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(index=True, nullable=False)
+    delivery_count: int = 0
+
+
+class Batch(SQLModel, table=True):
+    """A tracked scoring batch."""
+
+    __tablename__ = "batch"
+
+    batch_id: str = Field(primary_key=True)
+    job_id: str = Field(index=True)
+    tenant_id: str | None = None
+    api: str = "v1"  # v1 | legacy
+    status: str = "pending"  # pending | completed | failed
+    nova_status: str | None = None
+    total_jobs: int | None = None
+    completed_jobs: int | None = None
+    failed_jobs: int | None = None
+    created_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    tracked_at: datetime = _ts(nullable=False)
+    last_reconciled_at: datetime | None = _ts()
+    due: bool = Field(default=True, index=True)
+
+
+class RejectedApplicationRow(SQLModel, table=True):
+    """An application Nova rejected at batch intake."""
+
+    __tablename__ = "rejected_application"
+
+    batch_id: str = Field(primary_key=True, foreign_key="batch.batch_id", ondelete="CASCADE")
+    application_id: str = Field(primary_key=True)
+    code: str | None = None
+    message: str | None = None
+    reason: str | None = None
+    recorded_at: datetime = _ts(nullable=False)
+
+
+class Delivery(SQLModel, table=True):
+    """The inbox: one row per webhook id (or body hash), with the raw signed bytes."""
+
+    __tablename__ = "delivery"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_key: str = Field(unique=True)
+    webhook_id: str | None = None
+    event: str | None = Field(default=None, index=True)
+    scoring_job_id: str | None = Field(default=None, index=True)
+    batch_id: str | None = None
+    outcome: str
+    signature_scheme: str
+    secret_fingerprint: str
+    received_at: datetime = _ts(index=True, nullable=False)
+    last_received_at: datetime = _ts(nullable=False)
+    attempts: int = 1
+    # Bytes, not text: NUL bytes and lone surrogates in a signed payload must not fail the insert.
+    raw_body: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    body_purged_at: datetime | None = _ts()
+
+
+class ReconcileRun(SQLModel, table=True):
+    """One ``nova-sink reconcile`` run."""
+
+    __tablename__ = "reconcile_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = _ts(nullable=False)
+    finished_at: datetime | None = _ts()
+    dry_run: bool = False
+    batches_checked: int = 0
+    results_added: int = 0
+    results_updated: int = 0
+    rejected_recorded: int = 0
+    errors: dict[str, int] | None = _json()
+    gaps_remaining: int = 0
+    converged: bool = False
+
+
+class Lease(SQLModel, table=True):
+    """Named leases, so that overlapping cron runs of one job never work the same database."""
+
+    __tablename__ = "lease"
+
+    name: str = Field(primary_key=True)
+    holder: str
+    expires_at: datetime = _ts(nullable=False)
+
+
+METADATA = SQLModel.metadata

@@ -1,0 +1,162 @@
+"""Plain values that cross the storage boundary, and the precedence rules. Pure: no I/O.
+
+Webhooks and reconciliation both describe a scoring job as a ``ScoringResult``; both go
+through ``decide`` so that the order in which they arrive never changes the final row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+Status = Literal["pending", "completed", "failed"]
+Api = Literal["v1", "legacy"]
+
+# Higher wins. Nothing ever goes back to a non-terminal status, and completed outranks failed.
+_RANK: dict[str, int] = {"pending": 0, "failed": 1, "completed": 2}
+
+
+class Outcome(StrEnum):
+    """What an incoming state did to the stored result (also the webhook response status)."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringResult:
+    """One scoring job as Nova describes it, from a webhook or from the API."""
+
+    scoring_job_id: str
+    status: Status
+    nova_status: str | None = None
+    job_id: str | None = None
+    application_id: str | None = None
+    tenant_id: str | None = None
+    batch_id: str | None = None
+    criteria_version_id: str | None = None
+    is_rescore: bool | None = None
+    score: int | None = None
+    verdict: str | None = None
+    strengths: tuple[str, ...] | None = None
+    concerns: tuple[str, ...] | None = None
+    interview_focus: tuple[str, ...] | None = None
+    error_type: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    failed_at: datetime | None = None
+
+    @property
+    def event_at(self) -> datetime | None:
+        """When the terminal event this state reflects happened."""
+        if self.status == "completed":
+            return self.completed_at
+        if self.status == "failed":
+            return self.failed_at
+        return None
+
+    def columns(self) -> dict[str, Any]:
+        """Column values for ``scoring_job`` (lists for the JSON columns)."""
+        values: dict[str, Any] = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            values[field.name] = list(value) if isinstance(value, tuple) else value
+        return values
+
+
+# Columns that only ever fill a gap: whoever knows them first wins, nobody erases them.
+ENRICHMENT_COLUMNS: tuple[str, ...] = (
+    "job_id",
+    "application_id",
+    "tenant_id",
+    "batch_id",
+    "criteria_version_id",
+    "is_rescore",
+    "queued_at",
+    "started_at",
+)
+DATA_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in fields(ScoringResult) if f.name not in {"scoring_job_id", *ENRICHMENT_COLUMNS}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """The part of a stored row that precedence looks at."""
+
+    status: Status
+    completed_at: datetime | None
+    failed_at: datetime | None
+
+    @property
+    def event_at(self) -> datetime | None:
+        if self.status == "completed":
+            return self.completed_at
+        if self.status == "failed":
+            return self.failed_at
+        return None
+
+
+def decide(existing: StoredState | None, incoming: ScoringResult) -> Outcome:
+    """Whether ``incoming`` replaces the stored state (applied), repeats it, or lost to it."""
+    if existing is None:
+        return Outcome.APPLIED
+    rank_in, rank_ex = _RANK[incoming.status], _RANK[existing.status]
+    if rank_in != rank_ex:
+        return Outcome.APPLIED if rank_in > rank_ex else Outcome.STALE
+    if incoming.status == "pending":
+        return Outcome.DUPLICATE
+    new, old = incoming.event_at, existing.event_at
+    if new is None or new == old:
+        return Outcome.DUPLICATE
+    if old is None or new > old:
+        return Outcome.APPLIED  # a newer terminal event may update fields
+    return Outcome.STALE
+
+
+@dataclass(frozen=True, slots=True)
+class BatchState:
+    """A scoring batch as tracked locally or reported by Nova."""
+
+    batch_id: str
+    job_id: str
+    tenant_id: str | None = None
+    api: Api = "v1"
+    status: Status = "pending"
+    nova_status: str | None = None
+    total_jobs: int | None = None
+    completed_jobs: int | None = None
+    failed_jobs: int | None = None
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedApplication:
+    """An application Nova refused at batch intake: no scoring job, no webhook."""
+
+    batch_id: str
+    application_id: str
+    code: str | None
+    message: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundDelivery:
+    """A verified webhook delivery, as the inbox records it."""
+
+    delivery_key: str
+    webhook_id: str | None
+    event: str | None
+    body: bytes
+    signature_scheme: str
+    secret_fingerprint: str
+    scoring_job_id: str | None = None
+    batch_id: str | None = None

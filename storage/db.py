@@ -92,7 +92,8 @@ def transaction(engine: Engine, *, write: bool = True) -> Iterator[Store]:
     try:
         with engine.connect() as conn:
             if write:
-                conn = conn.execution_options(**{_WRITE: True})
+                # Modifies the connection in place; read by the "begin" hook.
+                conn.execution_options(**{_WRITE: True})
             with conn.begin():
                 yield Store(conn)
     except DBAPIError as exc:

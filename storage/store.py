@@ -95,7 +95,9 @@ class Store:
 
         row = (
             self.conn.execute(
-                sa.select(j.status, j.completed_at, j.failed_at, *(j[c] for c in ENRICHMENT_COLUMNS))
+                sa.select(
+                    j.status, j.completed_at, j.failed_at, *(j[c] for c in ENRICHMENT_COLUMNS)
+                )
                 .where(j.scoring_job_id == result.scoring_job_id)
                 .with_for_update()
             )
@@ -225,9 +227,13 @@ class Store:
         self.conn.execute(stmt.on_conflict_do_update(index_elements=["batch_id"], set_=set_))
 
     def get_batch(self, batch_id: str) -> RowMapping | None:
-        return self.conn.execute(sa.select(BATCHES).where(b.batch_id == batch_id)).mappings().first()
+        return (
+            self.conn.execute(sa.select(BATCHES).where(b.batch_id == batch_id)).mappings().first()
+        )
 
-    def list_batches(self, *, status: str | None = None, limit: int | None = 50) -> list[RowMapping]:
+    def list_batches(
+        self, *, status: str | None = None, limit: int | None = 50
+    ) -> list[RowMapping]:
         query = sa.select(BATCHES).order_by(b.tracked_at.desc(), b.batch_id).limit(limit)
         if status is not None:
             query = query.where(b.status == status)
@@ -344,7 +350,7 @@ class Store:
         query = sa.select(d.secret_fingerprint, sa.func.max(d.last_received_at)).group_by(
             d.secret_fingerprint
         )
-        return {fp: when for fp, when in self.conn.execute(query)}
+        return {str(fp): when for fp, when in self.conn.execute(query).tuples()}
 
     def purge_bodies(self, *, older_than: datetime, now: datetime) -> int:
         """Drop raw bodies of deliveries received before ``older_than`` (rows stay)."""
@@ -385,6 +391,12 @@ class Store:
             sa.update(RUNS).where(RUNS.c.id == run_id).values(finished_at=now, **values)
         )
 
+    def reconcile_totals(self) -> tuple[int, int]:
+        """(number of reconcile runs, results they added or updated)."""
+        fixed = sa.func.coalesce(sa.func.sum(RUNS.c.results_added + RUNS.c.results_updated), 0)
+        runs, fixes = self.conn.execute(sa.select(sa.func.count(), fixed)).one()
+        return int(runs), int(fixes)
+
     def list_runs(self, *, limit: int = 20) -> list[RowMapping]:
         query = sa.select(RUNS).order_by(RUNS.c.id.desc()).limit(limit)
         return list(self.conn.execute(query).mappings())
@@ -404,9 +416,7 @@ class Store:
             where=sa.or_(lc.expires_at < now, lc.holder == holder),
         )
         self.conn.execute(stmt)
-        current: str = self.conn.execute(
-            sa.select(lc.holder).where(lc.name == name)
-        ).scalar_one()
+        current: str = self.conn.execute(sa.select(lc.holder).where(lc.name == name)).scalar_one()
         return current
 
     def release_lease(self, name: str, *, holder: str) -> None:

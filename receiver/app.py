@@ -1,0 +1,215 @@
+"""The ASGI app: ``create_app`` is the composition root of the receiver.
+
+Run with ``nova-sink serve`` or ``uvicorn --factory receiver.app:create_app``. The webhook
+path does cheap rejections first (body limit, then signature: a forged request never
+touches the database), parses, then waits for the writer to commit before answering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from receiver.errors import PayloadError, SignatureError
+from receiver.events import Event, ScoreEvent, parse_event
+from receiver.ingest import Accepted, Writer
+from receiver.metrics import CONTENT_TYPE, Metrics
+from receiver.settings import Settings, load_settings
+from receiver.signatures import fingerprint, verify
+from storage import schema
+from storage.db import make_engine, transaction
+from storage.errors import StoreUnavailable
+from storage.records import InboundDelivery
+
+log = structlog.get_logger("nova_sink.receiver")
+
+RETRY_AFTER_SECONDS = "5"
+_MAX_ID_LEN = 200
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _delivery_key(webhook_id: str | None, body: bytes) -> tuple[str, str | None]:
+    """The inbox key: X-Webhook-Id when it is sane text, else a hash (NOVA.md decision 4)."""
+    if webhook_id is None:
+        return "sha256:" + hashlib.sha256(body).hexdigest(), None
+    if len(webhook_id) <= _MAX_ID_LEN and webhook_id.isascii() and webhook_id.isprintable():
+        return webhook_id, webhook_id
+    # Header bytes no text column should hold (NUL, control, overlong): keep a stable digest.
+    return "id-sha256:" + hashlib.sha256(webhook_id.encode("latin-1")).hexdigest(), None
+
+
+def _event_ids(event: Event | None) -> tuple[str | None, str | None, str | None]:
+    """(event name, scoring job id, batch id) for the inbox row."""
+    if event is None:
+        return None, None, None
+    if isinstance(event, ScoreEvent):
+        return event.name, event.result.scoring_job_id, event.result.batch_id
+    batch = getattr(event, "batch", None)
+    return event.name, None, batch.batch_id if batch is not None else None
+
+
+class Receiver:
+    """Request handlers over the app's collaborators (keys, writer, engine, clock)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine,
+        clock: Callable[[], datetime],
+        metrics: Metrics,
+    ) -> None:
+        secrets = settings.webhook_secrets()
+        self.keys = [secret.encode() for secret in secrets]
+        self.fingerprints = [fingerprint(secret) for secret in secrets]
+        self.tolerance = timedelta(seconds=settings.webhook_tolerance_seconds)
+        self.engine = engine
+        self.clock = clock
+        self.metrics = metrics
+        self.writer = Writer(engine, clock=clock)
+
+    async def webhook(self, request: Request) -> Response:
+        started = time.perf_counter()
+        body = await request.body()
+        try:
+            verified = verify(
+                self.keys, request.headers, body, now=self.clock(), tolerance=self.tolerance
+            )
+        except SignatureError as exc:
+            self.metrics.verification_failures.labels(exc.reason).inc()
+            log.warning("webhook_rejected", reason=exc.reason, bytes=len(body))
+            # Generic on purpose: the caller learns nothing about which check failed.
+            return JSONResponse({"error": "invalid signature"}, status_code=401)
+        event: Event | None = None
+        parse_error: str | None = None
+        try:
+            event = parse_event(body)
+        except PayloadError as exc:
+            parse_error = str(exc)
+        key, webhook_id = _delivery_key(verified.webhook_id, body)
+        name, scoring_job_id, batch_id = _event_ids(event)
+        delivery = InboundDelivery(
+            delivery_key=key,
+            webhook_id=webhook_id,
+            event=name,
+            body=body,
+            signature_scheme=verified.scheme,
+            secret_fingerprint=self.fingerprints[verified.secret_index],
+            scoring_job_id=scoring_job_id,
+            batch_id=batch_id,
+        )
+        try:
+            status = await self.writer.submit(Accepted(delivery, event))
+        except StoreUnavailable as exc:
+            self.metrics.rejected.labels("503").inc()
+            log.error("webhook_not_stored", delivery=key, event_type=name, error=str(exc))
+            return _unavailable()
+        except Exception:
+            self.metrics.rejected.labels("503").inc()
+            log.exception("webhook_ingest_failed", delivery=key, event_type=name)
+            return _unavailable()
+        elapsed = time.perf_counter() - started
+        self.metrics.deliveries.labels(name or "unparsed", status).inc()
+        self.metrics.ingest_seconds.observe(elapsed)
+        log.info(
+            "webhook",
+            delivery=key,
+            event_type=name,
+            scoring_job_id=scoring_job_id,
+            outcome=status,
+            scheme=verified.scheme,
+            parse_error=parse_error,
+            ms=round(elapsed * 1000, 2),
+        )
+        return JSONResponse({"status": status})
+
+    async def healthz(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, _request: Request) -> Response:
+        try:
+            revision = await run_in_threadpool(schema.current, self.engine)
+        except StoreUnavailable as exc:
+            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+        if revision != schema.HEAD:
+            body = {"status": "schema out of date", "current": revision, "expected": schema.HEAD}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ready", "schema": revision})
+
+    async def metrics_endpoint(self, _request: Request) -> Response:
+        try:
+            runs = await run_in_threadpool(self._run_totals)
+        except StoreUnavailable:
+            runs = None
+        if runs is not None:
+            self.metrics.reconcile_runs.set(runs[0])
+            self.metrics.reconcile_fixes.set(runs[1])
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    def _run_totals(self) -> tuple[int, int]:
+        with transaction(self.engine, write=False) as store:
+            return store.reconcile_totals()
+
+
+def _unavailable() -> Response:
+    return JSONResponse(
+        {"error": "temporarily unavailable"},
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    clock: Callable[[], datetime] = _utcnow,
+    check_schema: bool = True,
+) -> Starlette:
+    """Build the receiver. Every argument is a seam; with none it reads the environment."""
+    settings = settings or load_settings()
+    owns_engine = engine is None
+    db = engine or make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
+    receiver = Receiver(settings, engine=db, clock=clock, metrics=Metrics())
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if check_schema:
+            await run_in_threadpool(schema.check, db)
+        receiver.writer.start()
+        try:
+            yield
+        finally:
+            # Drain: every queued delivery is committed (and answered) before we exit.
+            await run_in_threadpool(receiver.writer.stop)
+            if owns_engine:
+                db.dispose()
+
+    routes: list[BaseRoute] = [
+        Route(
+            "/webhooks/nova",
+            receiver.webhook,
+            methods=["POST"],
+            max_body_size=settings.webhook_max_body_bytes,
+        ),
+        Route("/healthz", receiver.healthz, methods=["GET"]),
+        Route("/readyz", receiver.readyz, methods=["GET"]),
+        Route("/metrics", receiver.metrics_endpoint, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.receiver = receiver
+    return app

@@ -1,0 +1,237 @@
+"""Parse verified webhook bodies into frozen, typed events. Pure: no I/O.
+
+Nova's bodies are flat, with ``event`` as the discriminator (NOVA.md §1). Anything that is
+not JSON, or not the shape of a known event, raises ``PayloadError``; an unknown event name
+parses to ``UnknownEvent``. Nothing else ever escapes: a signed payload must not cause a 500.
+Strings that a database cannot store as text (NUL, lone surrogates) are a ``PayloadError``
+too; the raw bytes are still kept in the inbox.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NoReturn
+
+from receiver.errors import PayloadError
+from receiver.signatures import parse_timestamp
+from storage.records import BatchState, ScoringResult, Status
+
+_PENDING = frozenset({"queued", "pending", "processing", "in_progress"})
+_TERMINAL: dict[str, Status] = {"completed": "completed", "failed": "failed"}
+_BATCH_FAILED = frozenset({"failed", "partial_failure"})
+
+
+def normalize_status(value: str) -> Status:
+    """Map any generation's status spelling to ``pending | completed | failed``.
+
+    Raises ``ValueError`` for a value no generation of the docs uses.
+    """
+    lowered = value.strip().lower()
+    if lowered in _PENDING:
+        return "pending"
+    if lowered in _TERMINAL:
+        return _TERMINAL[lowered]
+    if lowered in _BATCH_FAILED:
+        return "failed"
+    raise ValueError(f"unknown status {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreEvent:
+    """``score.completed`` or ``score.failed``."""
+
+    name: str
+    result: ScoringResult
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCompletedEvent:
+    name: str
+    batch: BatchState
+
+
+@dataclass(frozen=True, slots=True)
+class TestEvent:
+    name: str
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownEvent:
+    """A well-formed JSON object whose ``event`` this version does not know."""
+
+    name: str | None
+
+
+Event = ScoreEvent | BatchCompletedEvent | TestEvent | UnknownEvent
+
+
+def _fail(message: str) -> NoReturn:
+    raise PayloadError(message)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    _fail(f"non-standard JSON constant {name}")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        _fail("duplicate key in JSON object")
+    return result
+
+
+def load_json(body: bytes) -> Any:
+    """Strict ``json.loads``: no NaN/Infinity, no duplicate keys, every failure a PayloadError."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except PayloadError:
+        raise
+    # RecursionError: deep nesting; UnicodeDecodeError: not UTF-8 (a ValueError subclass).
+    except (ValueError, RecursionError, TypeError) as exc:
+        raise PayloadError(f"body is not JSON: {type(exc).__name__}") from None
+
+
+def _text(obj: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            _fail(f"{key} is required")
+        return None
+    if not isinstance(value, str):
+        _fail(f"{key} must be a string")
+    if required and not value:
+        _fail(f"{key} must not be empty")
+    return _storable(key, value)
+
+
+def _storable(key: str, value: str) -> str:
+    if "\x00" in value:
+        _fail(f"{key} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        _fail(f"{key} contains a lone surrogate")
+    return value
+
+
+def _texts(obj: dict[str, Any], key: str) -> tuple[str, ...] | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        _fail(f"{key} must be a list of strings")
+    return tuple(_storable(key, item) for item in value)
+
+
+def _integer(obj: dict[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    # bool is an int subclass; a score of `true` is a malformed payload, not 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(f"{key} must be an integer")
+    if not -(2**31) <= value < 2**31:
+        _fail(f"{key} is out of range")
+    return value
+
+
+def _time(obj: dict[str, Any], key: str) -> datetime | None:
+    raw = _text(obj, key)
+    if raw is None:
+        return None
+    try:
+        return parse_timestamp(raw)
+    except (ValueError, OverflowError, OSError):
+        _fail(f"{key} is not an ISO-8601 timestamp")
+
+
+def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _fail(f"{key} must be an object")
+    return value
+
+
+def _ids(obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "scoring_job_id": _text(obj, "scoringJobId", required=True),
+        "job_id": _text(obj, "jobId"),
+        "application_id": _text(obj, "applicationId"),
+        "tenant_id": _text(obj, "tenantId"),
+        "criteria_version_id": _text(obj, "criteriaVersionId"),
+        "batch_id": _text(obj, "batchId"),
+    }
+
+
+def _score_completed(obj: dict[str, Any]) -> ScoringResult:
+    result = _object(obj, "result")
+    assessment = _object(result, "assessment")
+    return ScoringResult(
+        status="completed",
+        nova_status="completed",
+        score=_integer(result, "score"),
+        verdict=_text(assessment, "verdict"),
+        strengths=_texts(assessment, "strengths"),
+        concerns=_texts(assessment, "concerns"),
+        interview_focus=_texts(assessment, "interviewFocus"),
+        completed_at=_time(obj, "completedAt"),
+        **_ids(obj),
+    )
+
+
+def _score_failed(obj: dict[str, Any]) -> ScoringResult:
+    error = _object(obj, "error")
+    return ScoringResult(
+        status="failed",
+        nova_status="failed",
+        error_type=_text(error, "type"),
+        error_code=_text(error, "code"),
+        error_message=_text(error, "message"),
+        failed_at=_time(obj, "failedAt"),
+        **_ids(obj),
+    )
+
+
+def _batch_completed(obj: dict[str, Any]) -> BatchState:
+    nova_status = _text(obj, "status")
+    try:
+        status = normalize_status(nova_status) if nova_status else "completed"
+    except ValueError as exc:
+        _fail(str(exc))
+    return BatchState(
+        batch_id=_text(obj, "batchId", required=True) or "",
+        job_id=_text(obj, "jobId", required=True) or "",
+        tenant_id=_text(obj, "tenantId"),
+        status=status,
+        nova_status=nova_status,
+        total_jobs=_integer(obj, "totalJobs"),
+        completed_jobs=_integer(obj, "completedJobs"),
+        failed_jobs=_integer(obj, "failedJobs"),
+        completed_at=_time(obj, "completedAt"),
+    )
+
+
+def parse_event(body: bytes) -> Event:
+    """Parse a verified body. Raises ``PayloadError`` when it is not a well-formed event."""
+    obj = load_json(body)
+    if not isinstance(obj, dict):
+        _fail("body is not a JSON object")
+    name = obj.get("event")
+    if not isinstance(name, str):
+        _fail("event is missing or not a string")
+    match name:
+        case "score.completed":
+            return ScoreEvent(name, _score_completed(obj))
+        case "score.failed":
+            return ScoreEvent(name, _score_failed(obj))
+        case "batch.completed":
+            return BatchCompletedEvent(name, _batch_completed(obj))
+        case "test" | "webhook.test":
+            return TestEvent(name, _text(obj, "message"))
+        case _:
+            return UnknownEvent(_storable("event", name) if name else None)

@@ -1,0 +1,141 @@
+"""The ingest use case: store one verified delivery, and the group-commit writer that runs it.
+
+``ingest`` is the whole business rule for a delivery (result upsert by precedence, batch
+marked due, inbox row), all inside the caller's transaction. ``Writer`` owns one thread and
+commits many deliveries per transaction: with ``synchronous=FULL`` every commit is an fsync,
+so sharing one among concurrent requests is what makes durable ingest fast. A request is
+answered only after the commit that contains its rows has returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+
+from receiver.events import BatchCompletedEvent, Event, ScoreEvent, TestEvent
+from storage.db import transaction
+from storage.errors import StoreUnavailable
+from storage.records import InboundDelivery
+from storage.store import Store
+
+RECORDED = "recorded"
+STORED_UNPARSED = "stored-unparsed"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A delivery that passed verification; ``event`` is None when the body did not parse."""
+
+    delivery: InboundDelivery
+    event: Event | None
+
+
+def ingest(store: Store, item: Accepted, *, now: datetime) -> str:
+    """Apply one delivery; returns the webhook response status."""
+    event = item.event
+    if isinstance(event, ScoreEvent):
+        change = store.apply_result(event.result, source="webhook", now=now, delivered=True)
+        status = change.outcome.value
+    elif isinstance(event, BatchCompletedEvent):
+        # A summary only: the batch is reconciled to pick up anything the score events missed.
+        store.update_batch(event.batch, now=now, due=True)
+        status = RECORDED
+    elif isinstance(event, TestEvent):
+        status = RECORDED
+    else:
+        status = STORED_UNPARSED
+    store.record_delivery(item.delivery, outcome=status, now=now)
+    return status
+
+
+_Job = tuple[Accepted, "Future[str]"]
+_STOP = object()
+
+
+class Writer:
+    """One thread that commits queued deliveries in groups of up to ``max_group``.
+
+    If a group fails on a data error, each delivery of it is retried in its own transaction
+    so that one bad row cannot fail its neighbours. If the database is unavailable, every
+    delivery of the group fails with ``StoreUnavailable`` (the endpoint answers 503).
+    """
+
+    def __init__(
+        self, engine: Engine, *, clock: Callable[[], datetime], max_group: int = 256
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._max_group = max_group
+        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="nova-sink-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish every queued delivery, then stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    async def submit(self, item: Accepted) -> str:
+        """Queue ``item`` and wait until it is committed; returns the response status."""
+        future: Future[str] = Future()
+        self._queue.put((item, future))
+        return await asyncio.wrap_future(future)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            group: list[_Job] = [first]  # type: ignore[list-item]
+            while len(group) < self._max_group:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                group.append(nxt)  # type: ignore[arg-type]
+            self._commit(group)
+
+    def _commit(self, group: list[_Job]) -> None:
+        # A stable lock order keeps concurrent writers (other processes) from deadlocking.
+        group.sort(key=lambda job: job[0].delivery.scoring_job_id or "")
+        try:
+            with transaction(self._engine) as store:
+                now = self._clock()
+                statuses = [ingest(store, item, now=now) for item, _ in group]
+        except StoreUnavailable as exc:
+            for _, future in group:
+                future.set_exception(exc)
+            return
+        except Exception as exc:
+            if len(group) == 1:
+                group[0][1].set_exception(exc)
+                return
+            for job in group:
+                self._commit_alone(job)
+            return
+        for (_, future), status in zip(group, statuses, strict=True):
+            future.set_result(status)
+
+    def _commit_alone(self, job: _Job) -> None:
+        item, future = job
+        try:
+            with transaction(self._engine) as store:
+                status = ingest(store, item, now=self._clock())
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(status)

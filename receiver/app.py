@@ -22,8 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from receiver.errors import PayloadError, SignatureError
-from receiver.events import Event, ScoreEvent, parse_event
-from receiver.ingest import Accepted, Writer
+from receiver.events import Event, parse_event
+from receiver.ingest import Accepted, Writer, event_ids
 from receiver.metrics import CONTENT_TYPE, Metrics
 from receiver.settings import Settings, load_settings
 from receiver.signatures import fingerprint, verify
@@ -50,16 +50,6 @@ def _delivery_key(webhook_id: str | None, body: bytes) -> tuple[str, str | None]
         return webhook_id, webhook_id
     # Header bytes no text column should hold (NUL, control, overlong): keep a stable digest.
     return "id-sha256:" + hashlib.sha256(webhook_id.encode("latin-1")).hexdigest(), None
-
-
-def _event_ids(event: Event | None) -> tuple[str | None, str | None, str | None]:
-    """(event name, scoring job id, batch id) for the inbox row."""
-    if event is None:
-        return None, None, None
-    if isinstance(event, ScoreEvent):
-        return event.name, event.result.scoring_job_id, event.result.batch_id
-    batch = getattr(event, "batch", None)
-    return event.name, None, batch.batch_id if batch is not None else None
 
 
 class Receiver:
@@ -101,7 +91,7 @@ class Receiver:
         except PayloadError as exc:
             parse_error = str(exc)
         key, webhook_id = _delivery_key(verified.webhook_id, body)
-        name, scoring_job_id, batch_id = _event_ids(event)
+        name, scoring_job_id, batch_id = event_ids(event)
         delivery = InboundDelivery(
             delivery_key=key,
             webhook_id=webhook_id,

@@ -19,7 +19,8 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from receiver.events import BatchCompletedEvent, Event, ScoreEvent, TestEvent
+from receiver.errors import PayloadError
+from receiver.events import BatchCompletedEvent, Event, ScoreEvent, TestEvent, parse_event
 from storage.db import transaction
 from storage.errors import StoreUnavailable
 from storage.records import InboundDelivery
@@ -37,22 +38,55 @@ class Accepted:
     event: Event | None
 
 
-def ingest(store: Store, item: Accepted, *, now: datetime) -> str:
-    """Apply one delivery; returns the webhook response status."""
-    event = item.event
+def apply_event(store: Store, event: Event | None, *, now: datetime) -> str:
+    """Apply a parsed event (None: unparsed); returns the webhook response status."""
     if isinstance(event, ScoreEvent):
         change = store.apply_result(event.result, source="webhook", now=now, delivered=True)
-        status = change.outcome.value
-    elif isinstance(event, BatchCompletedEvent):
+        return change.outcome.value
+    if isinstance(event, BatchCompletedEvent):
         # A summary only: the batch is reconciled to pick up anything the score events missed.
         store.update_batch(event.batch, now=now, due=True)
-        status = RECORDED
-    elif isinstance(event, TestEvent):
-        status = RECORDED
-    else:
-        status = STORED_UNPARSED
+        return RECORDED
+    if isinstance(event, TestEvent):
+        return RECORDED
+    return STORED_UNPARSED
+
+
+def ingest(store: Store, item: Accepted, *, now: datetime) -> str:
+    """Apply one delivery and record it in the inbox; returns the webhook response status."""
+    status = apply_event(store, item.event, now=now)
     store.record_delivery(item.delivery, outcome=status, now=now)
     return status
+
+
+def replay(store: Store, delivery_id: int, body: bytes, *, now: datetime) -> str:
+    """Re-parse a stored delivery with this version's parser and apply it.
+
+    For deliveries kept as ``stored-unparsed`` (an event this version did not know, or a
+    body that did not parse). The bytes were verified on arrival; they are applied by the
+    same rules as a live delivery, and the inbox row gets the new outcome.
+    """
+    try:
+        event: Event | None = parse_event(body)
+    except PayloadError:
+        event = None
+    outcome = apply_event(store, event, now=now)
+    name, scoring_job_id, batch_id = event_ids(event)
+    store.update_delivery(
+        delivery_id, outcome=outcome, event=name, scoring_job_id=scoring_job_id, batch_id=batch_id
+    )
+    return outcome
+
+
+def event_ids(event: Event | None) -> tuple[str | None, str | None, str | None]:
+    """(event name, scoring job id, batch id) for the inbox row."""
+    if isinstance(event, ScoreEvent):
+        return event.name, event.result.scoring_job_id, event.result.batch_id
+    if isinstance(event, BatchCompletedEvent):
+        return event.name, None, event.batch.batch_id
+    if event is None:
+        return None, None, None
+    return event.name, None, None
 
 
 _Job = tuple[Accepted, "Future[str]"]
@@ -120,7 +154,7 @@ class Writer:
             for _, future in group:
                 future.set_exception(exc)
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - isolate the bad delivery: retry each alone
             if len(group) == 1:
                 group[0][1].set_exception(exc)
                 return
@@ -135,7 +169,7 @@ class Writer:
         try:
             with transaction(self._engine) as store:
                 status = ingest(store, item, now=self._clock())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting request, not swallowed
             future.set_exception(exc)
         else:
             future.set_result(status)

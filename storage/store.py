@@ -316,8 +316,27 @@ class Store:
         attempts: int = self.conn.execute(stmt).scalar_one()
         return attempts == 1
 
-    def set_delivery_outcome(self, delivery_id: int, outcome: str) -> None:
-        self.conn.execute(sa.update(DELIVERIES).where(d.id == delivery_id).values(outcome=outcome))
+    def update_delivery(
+        self,
+        delivery_id: int,
+        *,
+        outcome: str,
+        event: str | None,
+        scoring_job_id: str | None,
+        batch_id: str | None,
+    ) -> None:
+        """Record what a replay made of a stored delivery."""
+        values = {
+            "outcome": outcome,
+            "event": event,
+            "scoring_job_id": scoring_job_id,
+            "batch_id": batch_id,
+        }
+        self.conn.execute(sa.update(DELIVERIES).where(d.id == delivery_id).values(values))
+
+    def unparsed_delivery_ids(self) -> list[int]:
+        query = sa.select(d.id).where(d.outcome == "stored-unparsed", d.raw_body.is_not(None))
+        return [int(i) for i in self.conn.execute(query.order_by(d.id)).scalars()]
 
     def get_delivery(self, key: str) -> RowMapping | None:
         """By numeric id, webhook id, or delivery key."""

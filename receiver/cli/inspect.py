@@ -1,0 +1,302 @@
+"""Looking at what was stored: ``results``, ``batches``, ``deliveries``, ``stats``, ``secrets``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from receiver.cli.common import (
+    JSON_OPTION,
+    fail,
+    parse_since,
+    print_json,
+    print_table,
+    settings,
+    store_for,
+    to_json,
+    utcnow,
+    write_csv,
+    write_jsonl,
+)
+
+results_app = typer.Typer(help="Scoring results stored locally.", no_args_is_help=True)
+batches_app = typer.Typer(help="Tracked scoring batches.", no_args_is_help=True)
+deliveries_app = typer.Typer(help="The webhook inbox.", no_args_is_help=True)
+secrets_app = typer.Typer(help="Configured webhook secrets.", no_args_is_help=True)
+
+RESULT_COLUMNS = (
+    "scoring_job_id",
+    "status",
+    "score",
+    "job_id",
+    "application_id",
+    "batch_id",
+    "error_code",
+    "source",
+    "updated_at",
+)
+BATCH_COLUMNS = (
+    "batch_id",
+    "job_id",
+    "tenant_id",
+    "api",
+    "status",
+    "total_jobs",
+    "completed_jobs",
+    "failed_jobs",
+    "due",
+    "last_reconciled_at",
+)
+DELIVERY_COLUMNS = (
+    "id",
+    "received_at",
+    "event",
+    "scoring_job_id",
+    "outcome",
+    "attempts",
+    "webhook_id",
+    "signature_scheme",
+)
+
+JOB = typer.Option(None, "--job", help="Only this Nova jobId.")
+BATCH = typer.Option(None, "--batch", help="Only this scoring batch id.")
+APPLICATION = typer.Option(None, "--application", help="Only this applicationId.")
+STATUS = typer.Option(None, "--status", help="pending, completed or failed.")
+SINCE = typer.Option(None, "--since", help="Updated since: ISO time, or a duration like 24h.")
+LIMIT = typer.Option(50, "--limit", min=1, help="How many rows, newest first.")
+ALL = typer.Option(False, "--all", help="Every row (ignores --limit).")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(results_app, name="results")
+    app.add_typer(batches_app, name="batches")
+    app.add_typer(deliveries_app, name="deliveries")
+    app.add_typer(secrets_app, name="secrets")
+    app.command()(stats)
+
+
+def _filter(
+    job: str | None,
+    batch: str | None,
+    application: str | None,
+    status: str | None,
+    since: str | None,
+) -> Any:
+    from storage.store import ResultFilter
+
+    if status is not None and status not in {"pending", "completed", "failed"}:
+        fail(f"--status must be pending, completed or failed, not {status!r}")
+    return ResultFilter(
+        job_id=job,
+        batch_id=batch,
+        application_id=application,
+        status=status,
+        since=parse_since(since) if since else None,
+    )
+
+
+@results_app.command("list")
+def results_list(
+    job: str | None = JOB,
+    batch: str | None = BATCH,
+    application: str | None = APPLICATION,
+    status: str | None = STATUS,
+    since: str | None = SINCE,
+    limit: int = LIMIT,
+    every: bool = ALL,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List results, newest first (50 unless --limit or --all)."""
+    flt = _filter(job, batch, application, status, since)
+    with store_for(settings()) as store:
+        rows = store.list_results(flt, limit=None if every else limit)
+    if as_json:
+        print_json([to_json(row) for row in rows])
+    else:
+        print_table(rows, RESULT_COLUMNS, "results")
+
+
+@results_app.command("show")
+def results_show(scoring_job_id: str, as_json: bool = JSON_OPTION) -> None:
+    """Show one result with every stored field."""
+    with store_for(settings()) as store:
+        row = store.get_result(scoring_job_id)
+    if row is None:
+        fail(f"no result for scoring job {scoring_job_id!r}")
+    _show(to_json(row), as_json)
+
+
+@results_app.command("export")
+def results_export(
+    fmt: str = typer.Option("csv", "--format", help="csv or jsonl."),
+    output: str = typer.Option("-", "--output", "-o", help="File to write; - for stdout."),
+    job: str | None = JOB,
+    batch: str | None = BATCH,
+    application: str | None = APPLICATION,
+    status: str | None = STATUS,
+    since: str | None = SINCE,
+) -> None:
+    """Stream every matching result as CSV or JSON Lines."""
+    if fmt not in {"csv", "jsonl"}:
+        fail(f"--format must be csv or jsonl, not {fmt!r}")
+    flt = _filter(job, batch, application, status, since)
+    writer = write_csv if fmt == "csv" else write_jsonl
+    with store_for(settings()) as store:
+        if output == "-":
+            count = writer(store.iter_results(flt), sys.stdout)
+        else:
+            with open(output, "w", newline="", encoding="utf-8") as out:
+                count = writer(store.iter_results(flt), out)
+    typer.echo(f"exported {count} results", err=True)
+
+
+def _show(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(record)
+        return
+    width = max(len(key) for key in record)
+    for key, value in record.items():
+        typer.echo(f"{key.ljust(width)}  {'' if value is None else value}")
+
+
+@batches_app.command("list")
+def batches_list(
+    status: str | None = STATUS, limit: int = LIMIT, every: bool = ALL, as_json: bool = JSON_OPTION
+) -> None:
+    """List tracked batches, newest first."""
+    with store_for(settings()) as store:
+        rows = store.list_batches(status=status, limit=None if every else limit)
+    if as_json:
+        print_json([to_json(row) for row in rows])
+    else:
+        print_table(rows, BATCH_COLUMNS, "batches")
+
+
+@batches_app.command("show")
+def batches_show(batch_id: str, as_json: bool = JSON_OPTION) -> None:
+    """Show a batch with its results and rejected applications."""
+    with store_for(settings()) as store:
+        row = store.get_batch(batch_id)
+        if row is None:
+            fail(f"batch {batch_id!r} is not tracked")
+        results = store.results_for_batch(batch_id)
+        rejected = store.rejected_for_batch(batch_id)
+    record = to_json(row)
+    if as_json:
+        record["results"] = [to_json(r) for r in results]
+        record["rejected_applications"] = [to_json(r) for r in rejected]
+        print_json(record)
+        return
+    _show(record, False)
+    print_table(results, RESULT_COLUMNS, "results")
+    if rejected:
+        print_table(rejected, ("application_id", "code", "message", "reason"), "rejected")
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    event: str | None = typer.Option(None, "--event", help="Only this event name."),
+    outcome: str | None = typer.Option(None, "--outcome", help="e.g. applied, stored-unparsed."),
+    scoring_job: str | None = typer.Option(None, "--scoring-job", help="Only this scoringJobId."),
+    limit: int = LIMIT,
+    every: bool = ALL,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List received deliveries, newest first."""
+    with store_for(settings()) as store:
+        rows = store.list_deliveries(
+            event=event,
+            outcome=outcome,
+            scoring_job_id=scoring_job,
+            limit=None if every else limit,
+        )
+    if as_json:
+        print_json([to_json(row) for row in rows])
+    else:
+        print_table(rows, DELIVERY_COLUMNS, "deliveries")
+
+
+@deliveries_app.command("show")
+def deliveries_show(
+    delivery: str = typer.Argument(help="Row id, X-Webhook-Id, or delivery key."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show one delivery, with its raw body."""
+    with store_for(settings()) as store:
+        row = store.get_delivery(delivery)
+    if row is None:
+        fail(f"no delivery {delivery!r}")
+    _show(to_json(row), as_json)
+
+
+@deliveries_app.command("replay")
+def deliveries_replay(
+    delivery: str | None = typer.Argument(None, help="Row id or X-Webhook-Id."),
+    all_unparsed: bool = typer.Option(
+        False, "--all-unparsed", help="Every delivery stored unparsed."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Apply stored deliveries again with this version's parser (after an upgrade)."""
+    from receiver.ingest import replay
+
+    if (delivery is None) == (not all_unparsed):
+        fail("name one delivery, or pass --all-unparsed")
+    outcomes: dict[str, str] = {}
+    with store_for(settings(), write=True) as store:
+        if delivery is not None:
+            row = store.get_delivery(delivery)
+            if row is None:
+                fail(f"no delivery {delivery!r}")
+            ids = [int(row["id"])]
+        else:
+            ids = store.unparsed_delivery_ids()
+        now = utcnow()
+        for delivery_id in ids:
+            stored = store.get_delivery(str(delivery_id))
+            if stored is None or stored["raw_body"] is None:
+                outcomes[str(delivery_id)] = "body-purged"
+                continue
+            outcomes[str(delivery_id)] = replay(store, delivery_id, stored["raw_body"], now=now)
+    if as_json:
+        print_json(outcomes)
+    else:
+        for name, outcome in outcomes.items():
+            typer.echo(f"{name}\t{outcome}")
+        typer.echo(f"replayed {len(outcomes)} deliveries", err=True)
+
+
+def stats(as_json: bool = JSON_OPTION) -> None:
+    """Counts by status, outcome and event."""
+    with store_for(settings()) as store:
+        data = store.stats()
+    if as_json:
+        print_json(data)
+        return
+    for section, value in data.items():
+        if isinstance(value, dict):
+            parts = ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
+            typer.echo(f"{section}: {parts}")
+        else:
+            typer.echo(f"{section}: {value}")
+
+
+@secrets_app.command("status")
+def secrets_status(as_json: bool = JSON_OPTION) -> None:
+    """Each configured secret (by fingerprint) and the last delivery it verified."""
+    from receiver.signatures import fingerprint
+
+    cfg = settings()
+    secrets = cfg.webhook_secrets()
+    with store_for(cfg) as store:
+        last = store.last_delivery_by_fingerprint()
+    rows = []
+    for position, secret in enumerate(secrets, start=1):
+        name = fingerprint(secret)
+        rows.append({"position": position, "fingerprint": name, "last_verified": last.get(name)})
+    if as_json:
+        print_json([to_json(row) for row in rows])
+    else:
+        print_table(rows, ("position", "fingerprint", "last_verified"), "secrets")

@@ -1,0 +1,155 @@
+"""Operations: ``send-test-webhook``, ``purge``, ``erase``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from receiver.cli.common import (
+    JSON_OPTION,
+    fail,
+    parse_age,
+    print_json,
+    settings,
+    store_for,
+    utcnow,
+)
+
+EVENTS = ("test", "score.completed", "score.failed", "batch.completed")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("send-test-webhook")(send_test_webhook)
+    app.command()(purge)
+    app.command()(erase)
+
+
+def sample_event(event: str, *, now: datetime, scoring_job_id: str | None = None) -> dict[str, Any]:
+    """A realistic body for ``event`` (NOVA.md §1), stamped ``now``."""
+    stamp = now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    sj = scoring_job_id or f"sj_test_{int(now.timestamp())}"
+    ids = {"tenantId": "test-tenant", "scoringJobId": sj, "jobId": "job-test"}
+    if event == "score.completed":
+        assessment = {
+            "verdict": "Test assessment from nova-sink send-test-webhook.",
+            "strengths": ["Sent by a human"],
+            "concerns": [],
+            "interviewFocus": ["Does the endpoint answer 200?"],
+        }
+        return {
+            "event": event,
+            **ids,
+            "applicationId": "app-test",
+            "result": {"score": 7, "assessment": assessment},
+            "completedAt": stamp,
+        }
+    if event == "score.failed":
+        error = {"code": "RESUME_FETCH_FAILED", "message": "Test failure"}
+        return {
+            **ids,
+            "event": event,
+            "applicationId": "app-test",
+            "error": error,
+            "failedAt": stamp,
+        }
+    if event == "batch.completed":
+        return {
+            "event": event,
+            "tenantId": "test-tenant",
+            "batchId": "batch-test",
+            "jobId": "job-test",
+            "totalJobs": 1,
+            "completedJobs": 1,
+            "failedJobs": 0,
+            "status": "completed",
+            "completedAt": stamp,
+        }
+    return {"event": "test", "message": "Test webhook from nova-sink", "timestamp": stamp}
+
+
+def send_test_webhook(
+    url: str = typer.Argument(help="Endpoint, e.g. http://127.0.0.1:8000/webhooks/nova"),
+    event: str = typer.Option("test", "--event", help="One of: " + ", ".join(EVENTS)),
+    secret: str | None = typer.Option(
+        None,
+        "--secret",
+        envvar="NOVA_SINK_TEST_SECRET",
+        help="whsec_… to sign with (default: the first of NOVA_WEBHOOK_SECRETS).",
+        show_default=False,
+    ),
+    scoring_job_id: str | None = typer.Option(None, "--scoring-job-id"),
+    legacy_header: bool = typer.Option(False, "--legacy-header", help="Use X-Nova-Signature."),
+    construction: str = typer.Option(
+        "body", "--construction", help="Signed message: body, timestamp.body, id.timestamp.body."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Sign one event like Nova does and POST it to URL; exit 0 on a 2xx answer."""
+    import uuid
+
+    import httpx
+
+    from receiver.signatures import CONSTRUCTIONS, sign
+
+    if event not in EVENTS:
+        fail(f"--event must be one of {', '.join(EVENTS)}")
+    if construction not in CONSTRUCTIONS:
+        fail(f"--construction must be one of {', '.join(CONSTRUCTIONS)}")
+    key = secret or settings().webhook_secrets()[0]
+    now = utcnow()
+    body = json.dumps(sample_event(event, now=now, scoring_job_id=scoring_job_id)).encode()
+    headers = sign(
+        key,
+        body,
+        construction=construction,
+        legacy_header=legacy_header,
+        webhook_id=f"wh_test_{uuid.uuid4().hex}",
+        timestamp=now,
+        event_header="test" if event == "test" else event.upper().replace(".", "_"),
+    )
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        fail(f"could not reach {url}: {exc}")
+    result = {"status_code": response.status_code, "body": response.text[:2000]}
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(f"{response.status_code} {response.text[:2000]}")
+    if not response.is_success:
+        raise typer.Exit(1)
+
+
+def purge(
+    older_than: str = typer.Option(..., "--older-than", help="Age such as 90d, 12h."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Drop raw delivery bodies older than the given age (the rows and results stay)."""
+    age = parse_age(older_than)
+    now = utcnow()
+    with store_for(settings(), write=True) as store:
+        purged = store.purge_bodies(older_than=now - age, now=now)
+    if as_json:
+        print_json({"purged": purged})
+    else:
+        typer.echo(f"purged {purged} raw bodies older than {older_than}")
+
+
+def erase(
+    application_id: str = typer.Option(..., "--application-id", help="Nova applicationId."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Remove every trace of one candidate (results, deliveries, rejections)."""
+    if not yes and not typer.confirm(f"Erase every record of application {application_id}?"):
+        raise typer.Exit(1)
+    with store_for(settings(), write=True) as store:
+        removed = store.erase_application(application_id)
+    if as_json:
+        print_json(removed)
+    else:
+        parts = ", ".join(f"{table}: {count}" for table, count in removed.items())
+        typer.echo(f"erased application {application_id} ({parts})")

@@ -1,0 +1,83 @@
+"""``serve`` and ``db upgrade|current``."""
+
+from __future__ import annotations
+
+import typer
+
+from receiver.cli.common import JSON_OPTION, open_engine, print_json, settings
+
+db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.add_typer(db_app, name="db")
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 for all)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    workers: int = typer.Option(1, min=1, help="Worker processes."),
+    graceful_timeout: int = typer.Option(
+        25, help="Seconds to drain in-flight requests on SIGTERM (stays under Nova's 30 s)."
+    ),
+) -> None:
+    """Run the webhook receiver (POST /webhooks/nova, /healthz, /readyz, /metrics, /api)."""
+    import uvicorn
+
+    cfg = settings()
+    cfg.webhook_secrets()  # fail fast, with exit code 2, before binding a port
+    # A SQLite file is migrated here; PostgreSQL must be at the current schema already.
+    open_engine(cfg, create=True).dispose()
+    uvicorn.run(
+        "receiver.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_graceful_shutdown=graceful_timeout,
+        # Idle keep-alive connections count against concurrency; Nova opens a new one anyway.
+        timeout_keep_alive=5,
+        access_log=False,
+        server_header=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the version this release needs."""
+    from storage import schema
+    from storage.db import make_engine
+
+    cfg = settings()
+    engine = make_engine(cfg.database_url, synchronous=cfg.sqlite_synchronous)
+    try:
+        before = schema.current(engine)
+        after = schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        typer.echo(f"schema already at {after}")
+    else:
+        typer.echo(f"schema upgraded from {before or 'nothing'} to {after}")
+
+
+@db_app.command("current")
+def db_current(as_json: bool = JSON_OPTION) -> None:
+    """Show the schema revision of the database and the one this release needs."""
+    from storage import schema
+    from storage.db import make_engine
+
+    cfg = settings()
+    engine = make_engine(cfg.database_url, synchronous=cfg.sqlite_synchronous)
+    try:
+        current = schema.current(engine)
+    finally:
+        engine.dispose()
+    state = {"current": current, "head": schema.HEAD, "up_to_date": current == schema.HEAD}
+    if as_json:
+        print_json(state)
+    else:
+        typer.echo(f"{current or 'no schema'} (head {schema.HEAD})")
+    if current != schema.HEAD:
+        raise typer.Exit(1)

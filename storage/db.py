@@ -82,8 +82,10 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 @contextmanager
-def transaction(engine: Engine, *, write: bool = True) -> Iterator[Store]:
+def transaction(engine: Engine, *, write: bool = True, commit: bool = True) -> Iterator[Store]:
     """Open one transaction and yield a ``Store`` on it; commit on success, roll back on error.
+
+    ``commit=False`` rolls back even on success: a dry run does the same work, keeps nothing.
 
     Write transactions take SQLite's write lock up front (``BEGIN IMMEDIATE``). Operational
     failures (database down, locked past the busy timeout, read-only, disk full) surface as
@@ -94,8 +96,10 @@ def transaction(engine: Engine, *, write: bool = True) -> Iterator[Store]:
             if write:
                 # Modifies the connection in place; read by the "begin" hook.
                 conn.execution_options(**{_WRITE: True})
-            with conn.begin():
+            with conn.begin() as tx:
                 yield Store(conn)
+                if not commit:
+                    tx.rollback()
     except DBAPIError as exc:
         if is_unavailable(exc):
             raise StoreUnavailable(str(exc.orig).splitlines()[0] if exc.orig else str(exc)) from exc

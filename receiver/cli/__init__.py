@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from receiver.cli import inspect, ops, serve
+from receiver.cli import inspect, nova_cmds, ops, serve
 
 app = typer.Typer(
     name="nova-sink",
@@ -25,6 +25,7 @@ app = typer.Typer(
 serve.register(app)
 inspect.register(app)
 ops.register(app)
+nova_cmds.register(app)
 
 
 def main() -> None:

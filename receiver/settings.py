@@ -22,7 +22,11 @@ class Settings(BaseSettings):
     """Every setting of nova-sink. Build it in a composition root, never at import time."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     nova_webhook_secrets: SecretStr | None = None

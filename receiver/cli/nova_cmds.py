@@ -167,9 +167,7 @@ def submit(
     if job_description is not None:
         fields["jobDescription"] = job_description.read_text(encoding="utf-8")
     if not fields.get("jobDescription"):
-        fail(
-            "a job description is required: put jobDescription in the JSON or pass --job-description"
-        )
+        fail("a job description is required: jobDescription in the JSON, or --job-description")
     if not applications:
         fail(f"{file}: no applications")
     chunks = [

@@ -25,6 +25,7 @@ from receiver.errors import PayloadError, SignatureError
 from receiver.events import Event, parse_event
 from receiver.ingest import Accepted, Writer, event_ids
 from receiver.metrics import CONTENT_TYPE, Metrics
+from receiver.read_api import ReadApi
 from receiver.settings import Settings, load_settings
 from receiver.signatures import fingerprint, verify
 from storage import schema
@@ -163,6 +164,11 @@ def _unavailable() -> Response:
     )
 
 
+def _read_key(settings: Settings) -> str | None:
+    """The read-API signing key, or None (API disabled) when SINK_SECRET_KEY is unset."""
+    return settings.read_token_key() if settings.sink_secret_key is not None else None
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -199,6 +205,7 @@ def create_app(
         Route("/healthz", receiver.healthz, methods=["GET"]),
         Route("/readyz", receiver.readyz, methods=["GET"]),
         Route("/metrics", receiver.metrics_endpoint, methods=["GET"]),
+        *ReadApi(db, key=_read_key(settings), clock=clock).routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.receiver = receiver

@@ -1,4 +1,4 @@
-"""Operations: ``send-test-webhook``, ``purge``, ``erase``."""
+"""Operations: ``send-test-webhook``, ``purge``, ``erase``, ``token create``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ def register(app: typer.Typer) -> None:
     app.command("send-test-webhook")(send_test_webhook)
     app.command()(purge)
     app.command()(erase)
+    token_app = typer.Typer(help="Read-API tokens.", no_args_is_help=True)
+    token_app.command("create")(token_create)
+    app.add_typer(token_app, name="token")
 
 
 def sample_event(event: str, *, now: datetime, scoring_job_id: str | None = None) -> dict[str, Any]:
@@ -153,3 +156,25 @@ def erase(
     else:
         parts = ", ".join(f"{table}: {count}" for table, count in removed.items())
         typer.echo(f"erased application {application_id} ({parts})")
+
+
+def token_create(
+    scope: str = typer.Option("read", "--scope", help="What the token may do: read."),
+    ttl: str = typer.Option("1h", "--ttl", help="Lifetime such as 1h, 30d (at most 366d)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create a bearer token for the read API (GET /api/...)."""
+    from receiver.tokens import create_token
+
+    key = settings().read_token_key()
+    lifetime = parse_age(ttl)
+    try:
+        token = create_token(key, scope=scope, ttl=lifetime)
+    except ValueError as exc:
+        fail(str(exc))
+    expires = (utcnow() + lifetime).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if as_json:
+        print_json({"token": token, "scope": scope, "expires_at": expires})
+    else:
+        typer.echo(token)
+        typer.echo(f"scope {scope}, expires {expires}", err=True)

@@ -101,6 +101,7 @@ class Summary:
     jobs_checked: int = 0
     results_added: int = 0
     results_updated: int = 0
+    results_enriched: int = 0  # only filled fields a webhook does not carry
     rejected_recorded: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     error_details: list[dict[str, str]] = field(default_factory=list)
@@ -121,6 +122,7 @@ class Summary:
             "jobs_checked": self.jobs_checked,
             "results_added": self.results_added,
             "results_updated": self.results_updated,
+            "results_enriched": self.results_enriched,
             "rejected_recorded": self.rejected_recorded,
             "errors": dict(self.errors),
             "error_details": self.error_details[:50],
@@ -266,6 +268,7 @@ class Reconciler:
         # Counted here, on the event loop, not in the worker threads that wrote.
         self.summary.results_added += written.added
         self.summary.results_updated += written.updated
+        self.summary.results_enriched += written.enriched
         self.summary.rejected_recorded += written.rejected
 
     def _renew(self, store: Store, now: datetime) -> None:
@@ -362,6 +365,7 @@ class Reconciler:
 class _Written:
     added: int = 0
     updated: int = 0
+    enriched: int = 0
     rejected: int = 0
 
 
@@ -371,6 +375,8 @@ def _apply(store: Store, results: Iterable[ScoringResult], now: datetime) -> _Wr
         change = store.apply_result(result, source="reconcile", now=now)
         if change.created:
             written.added += 1
-        elif change.changed:
+        elif change.updated:
             written.updated += 1
+        elif change.changed:
+            written.enriched += 1
     return written

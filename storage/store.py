@@ -40,11 +40,17 @@ j, b, r, d = JOBS.c, BATCHES.c, REJECTED.c, DELIVERIES.c
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What one ``apply_result`` did: the precedence outcome, and whether the row changed."""
+    """What one ``apply_result`` did: the precedence outcome, and whether the row changed
+    (``changed`` includes gap-filling, e.g. a batch id or timestamps the webhook lacked)."""
 
     outcome: Outcome
     created: bool
     changed: bool
+
+    @property
+    def updated(self) -> bool:
+        """An existing result took a new status or new data (not only filled gaps)."""
+        return not self.created and self.outcome is Outcome.APPLIED
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from receiver.cli import inspect, nova_cmds, ops, serve
+from receiver.cli import demo_cmd, inspect, nova_cmds, ops, serve
 
 app = typer.Typer(
     name="nova-sink",
@@ -26,6 +26,7 @@ serve.register(app)
 inspect.register(app)
 ops.register(app)
 nova_cmds.register(app)
+demo_cmd.register(app)
 
 
 def main() -> None:

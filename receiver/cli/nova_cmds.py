@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from receiver.reconcile import Summary
     from receiver.settings import Settings
 
-MAX_APPLICATIONS_PER_BATCH = 25  # Nova's documented limit per scoring-batch request
-
 
 def register(app: typer.Typer) -> None:
     app.command()(track)
@@ -170,13 +168,9 @@ def submit(
         fail("a job description is required: jobDescription in the JSON, or --job-description")
     if not applications:
         fail(f"{file}: no applications")
-    chunks = [
-        applications[i : i + MAX_APPLICATIONS_PER_BATCH]
-        for i in range(0, len(applications), MAX_APPLICATIONS_PER_BATCH)
-    ]
     engine = open_engine(cfg)
     try:
-        created = asyncio.run(_submit(cfg, engine, job, tenant, fields, chunks))
+        created = asyncio.run(_submit(cfg, engine, job, tenant, fields, applications))
     finally:
         engine.dispose()
     if as_json:
@@ -199,46 +193,37 @@ async def _submit(
     job_id: str,
     tenant: str | None,
     fields: dict[str, Any],
-    chunks: list[list[dict[str, Any]]],
+    applications: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     from receiver.nova import build_http_client
-    from storage.db import transaction
+    from receiver.submit import submit_batches
 
-    created = []
     async with build_http_client(cfg.nova_api_url) as http:
-        client = _client(cfg, http)
-        tenant_id = tenant or cfg.nova_tenant_id
-        for chunk in chunks:
-            answer = await client.create_scoring_batch(
-                job_id, {**fields, "applications": chunk}, tenant_id=tenant_id
-            )
-            now = utcnow()
-            with transaction(engine) as store:
-                store.track_batch(answer.batch, now=now)
-                store.track_pending_jobs(
-                    scoring_job_ids=answer.scoring_job_ids,
-                    batch_id=answer.batch.batch_id,
-                    job_id=job_id,
-                    tenant_id=tenant_id,
-                    now=now,
-                )
-                store.record_rejected(answer.rejected, now=now)
-            created.append(
+        created = await submit_batches(
+            _client(cfg, http),
+            engine,
+            job_id=job_id,
+            tenant_id=tenant or cfg.nova_tenant_id,
+            fields=fields,
+            applications=applications,
+            now=utcnow,
+        )
+    return [
+        {
+            "batch_id": answer.batch.batch_id,
+            "scoring_job_ids": list(answer.scoring_job_ids),
+            "rejected": [
                 {
-                    "batch_id": answer.batch.batch_id,
-                    "scoring_job_ids": list(answer.scoring_job_ids),
-                    "rejected": [
-                        {
-                            "application_id": r.application_id,
-                            "code": r.code,
-                            "message": r.message,
-                            "reason": r.reason,
-                        }
-                        for r in answer.rejected
-                    ],
+                    "application_id": r.application_id,
+                    "code": r.code,
+                    "message": r.message,
+                    "reason": r.reason,
                 }
-            )
-    return created
+                for r in answer.rejected
+            ],
+        }
+        for answer in created
+    ]
 
 
 def reconcile(
@@ -332,6 +317,7 @@ def _print_summary(data: dict[str, Any]) -> None:
     typer.echo(
         f"{prefix}{state}: {data['batches_checked']} batches and {data['jobs_checked']} jobs "
         f"checked, {data['results_added']} results added, {data['results_updated']} updated, "
+        f"{data['results_enriched']} enriched, "
         f"{data['rejected_recorded']} rejected applications recorded, "
         f"{data['gaps_remaining']} gaps remaining ({data['requests']} requests, "
         f"{data['duration_s']} s)"

@@ -121,6 +121,9 @@ class Writer:
 
     async def submit(self, item: Accepted) -> str:
         """Queue ``item`` and wait until it is committed; returns the response status."""
+        if not self._thread.is_alive():
+            # Not started (app used without its lifespan) or already stopped: never hang.
+            raise StoreUnavailable("the writer is not running")
         future: Future[str] = Future()
         self._queue.put((item, future))
         return await asyncio.wrap_future(future)

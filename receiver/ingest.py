@@ -118,6 +118,14 @@ class Writer:
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
+        # Anything queued behind the stop marker gets an answer (503), not a hang.
+        while True:
+            try:
+                late = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(late, tuple):
+                late[1].set_exception(StoreUnavailable("shutting down"))
 
     async def submit(self, item: Accepted) -> str:
         """Queue ``item`` and wait until it is committed; returns the response status."""

@@ -8,6 +8,7 @@ touches the database), parses, then waits for the writer to commit before answer
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,20 +18,23 @@ import structlog
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from receiver.errors import PayloadError, SignatureError
+from receiver.errors import ConfigError, PayloadError, SignatureError
 from receiver.events import Event, parse_event
 from receiver.ingest import Accepted, Writer, event_ids
+from receiver.logs import configure_logging
 from receiver.metrics import CONTENT_TYPE, Metrics
 from receiver.read_api import ReadApi
 from receiver.settings import Settings, load_settings
 from receiver.signatures import fingerprint, verify
 from storage import schema
 from storage.db import make_engine, transaction
-from storage.errors import StoreUnavailable
+from storage.errors import SchemaOutOfDate, StoreUnavailable
 from storage.records import InboundDelivery
 
 log = structlog.get_logger("nova_sink.receiver")
@@ -164,6 +168,41 @@ def _unavailable() -> Response:
     )
 
 
+def _settings_from_environment() -> Settings:
+    """Factory mode (``uvicorn --factory``): read the environment, configure logging, and
+    stop with one line and exit code 2 on a configuration error instead of a traceback."""
+    try:
+        settings = load_settings()
+        settings.webhook_secrets()
+    except ConfigError as exc:
+        print(f"nova-sink: configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.resolved_log_format(), settings.log_level)
+    return settings
+
+
+class SchemaGate:
+    """Refuse to start on an out-of-date schema with one line, not a traceback.
+
+    It answers the lifespan startup itself when the check fails: an exception raised in
+    Starlette's lifespan reaches uvicorn's log as a twenty-line traceback.
+    """
+
+    def __init__(self, app: ASGIApp, *, engine: Engine) -> None:
+        self.app = app
+        self.engine = engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            try:
+                await run_in_threadpool(schema.check, self.engine)
+            except (SchemaOutOfDate, StoreUnavailable) as exc:
+                await receive()  # lifespan.startup
+                await send({"type": "lifespan.startup.failed", "message": f"nova-sink: {exc}"})
+                return
+        await self.app(scope, receive, send)
+
+
 def _read_key(settings: Settings) -> str | None:
     """The read-API signing key, or None (API disabled) when SINK_SECRET_KEY is unset."""
     return settings.read_token_key() if settings.sink_secret_key is not None else None
@@ -177,15 +216,14 @@ def create_app(
     check_schema: bool = True,
 ) -> Starlette:
     """Build the receiver. Every argument is a seam; with none it reads the environment."""
-    settings = settings or load_settings()
+    if settings is None:
+        settings = _settings_from_environment()
     owns_engine = engine is None
     db = engine or make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     receiver = Receiver(settings, engine=db, clock=clock, metrics=Metrics())
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        if check_schema:
-            await run_in_threadpool(schema.check, db)
         receiver.writer.start()
         try:
             yield
@@ -207,6 +245,7 @@ def create_app(
         Route("/metrics", receiver.metrics_endpoint, methods=["GET"]),
         *ReadApi(db, key=_read_key(settings), clock=clock).routes(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(SchemaGate, engine=db)] if check_schema else []
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.receiver = receiver
     return app

@@ -199,7 +199,9 @@ class SchemaGate:
             except (SchemaOutOfDate, StoreUnavailable) as exc:
                 await receive()  # lifespan.startup
                 await send({"type": "lifespan.startup.failed", "message": f"nova-sink: {exc}"})
-                return
+                # Re-raise like Starlette's router does: uvicorn, having seen the failure
+                # message, exits quietly; a TestClient raises instead of hanging.
+                raise
         await self.app(scope, receive, send)
 
 

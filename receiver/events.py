@@ -18,6 +18,9 @@ from receiver.errors import PayloadError
 from receiver.signatures import parse_timestamp
 from storage.records import BatchState, ScoringResult, Status
 
+# Ids are indexed columns: PostgreSQL cannot index a value of several kilobytes, and no
+# Nova id comes near this. Longer ones make the payload unparsed (stored, not applied).
+MAX_ID_LENGTH = 255
 _PENDING = frozenset({"queued", "pending", "processing", "in_progress"})
 _TERMINAL: dict[str, Status] = {"completed": "completed", "failed": "failed"}
 _BATCH_FAILED = frozenset({"failed", "partial_failure"})
@@ -54,6 +57,10 @@ class BatchCompletedEvent:
 
 @dataclass(frozen=True, slots=True)
 class TestEvent:
+    """Nova's "Send Test Webhook" / playground event."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
     name: str
     message: str | None
 
@@ -157,14 +164,21 @@ def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+def _id(obj: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = _text(obj, key, required=required)
+    if value is not None and len(value) > MAX_ID_LENGTH:
+        _fail(f"{key} is longer than {MAX_ID_LENGTH} characters")
+    return value
+
+
 def _ids(obj: dict[str, Any]) -> dict[str, Any]:
     return {
-        "scoring_job_id": _text(obj, "scoringJobId", required=True),
-        "job_id": _text(obj, "jobId"),
-        "application_id": _text(obj, "applicationId"),
-        "tenant_id": _text(obj, "tenantId"),
-        "criteria_version_id": _text(obj, "criteriaVersionId"),
-        "batch_id": _text(obj, "batchId"),
+        "scoring_job_id": _id(obj, "scoringJobId", required=True),
+        "job_id": _id(obj, "jobId"),
+        "application_id": _id(obj, "applicationId"),
+        "tenant_id": _id(obj, "tenantId"),
+        "criteria_version_id": _id(obj, "criteriaVersionId"),
+        "batch_id": _id(obj, "batchId"),
     }
 
 
@@ -204,9 +218,9 @@ def _batch_completed(obj: dict[str, Any]) -> BatchState:
     except ValueError as exc:
         _fail(str(exc))
     return BatchState(
-        batch_id=_text(obj, "batchId", required=True) or "",
-        job_id=_text(obj, "jobId", required=True) or "",
-        tenant_id=_text(obj, "tenantId"),
+        batch_id=_id(obj, "batchId", required=True) or "",
+        job_id=_id(obj, "jobId", required=True) or "",
+        tenant_id=_id(obj, "tenantId"),
         status=status,
         nova_status=nova_status,
         total_jobs=_integer(obj, "totalJobs"),
@@ -234,4 +248,6 @@ def parse_event(body: bytes) -> Event:
         case "test" | "webhook.test":
             return TestEvent(name, _text(obj, "message"))
         case _:
-            return UnknownEvent(_storable("event", name) if name else None)
+            # The name goes into an indexed column: keep it only when it is a plausible one.
+            known = name and len(name) <= MAX_ID_LENGTH
+            return UnknownEvent(_storable("event", name) if known else None)

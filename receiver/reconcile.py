@@ -107,6 +107,7 @@ class Summary:
     error_details: list[dict[str, str]] = field(default_factory=list)
     gaps_remaining: int = 0
     requests: int = 0
+    retries: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
     run_id: int | None = None
 
@@ -129,6 +130,7 @@ class Summary:
             "gaps_remaining": self.gaps_remaining,
             "converged": self.converged,
             "requests": self.requests,
+            "retries": self.retries,
             "duration_s": round(self.duration_s, 3),
         }
 
@@ -189,6 +191,7 @@ class Reconciler:
             self.summary.gaps_remaining = await asyncio.to_thread(self._gaps, batch_id)
         finally:
             self.summary.requests = self.client.stats.requests
+            self.summary.retries = dict(self.client.stats.retries)
             self.summary.duration_s = time.perf_counter() - started
             if run_id is not None:
                 self.summary.run_id = run_id
@@ -293,7 +296,8 @@ class Reconciler:
     def _error(self, exc: NovaApiError) -> None:
         kind = exc.kind if not isinstance(exc, NovaHttpError) else f"http_{exc.status}"
         self.summary.errors[kind] += 1
-        self.summary.error_details.append({"kind": kind, "error": str(exc)})
+        where = "; ".join(getattr(exc, "__notes__", ()))
+        self.summary.error_details.append({"kind": kind, "where": where, "error": str(exc)})
 
     def _progress(self) -> None:
         if self.on_progress is not None:
@@ -347,18 +351,25 @@ class Reconciler:
 
     async def _job(self, target: JobTarget) -> None:
         self.summary.jobs_checked += 1
+        try:
+            result = await self._fetch_job(target)
+        except NovaApiError as exc:
+            exc.add_note(f"scoring job {target.scoring_job_id}")
+            raise
+        self._count(await asyncio.to_thread(self._write_job, result))
+
+    async def _fetch_job(self, target: JobTarget) -> ScoringResult:
         if target.job_id and target.application_id:
-            result = await self.client.get_scoring_job(
+            return await self.client.get_scoring_job(
                 target.job_id,
                 target.application_id,
                 target.scoring_job_id,
                 tenant_id=target.tenant_id,
             )
-        else:
-            result = await self.client.get_legacy_scoring_job(
-                target.scoring_job_id, tenant_id=target.tenant_id
-            )
-        self._count(await asyncio.to_thread(self._write_job, result))
+        # Without job and application ids only the legacy path addresses a job by id alone.
+        return await self.client.get_legacy_scoring_job(
+            target.scoring_job_id, tenant_id=target.tenant_id
+        )
 
 
 @dataclass

@@ -104,11 +104,15 @@ def _message_prefix(
         return b""
     if timestamp is None:
         return None
-    if construction == "timestamp.body":
-        return timestamp.encode("latin-1") + b"."
-    if webhook_id is None:
-        return None
-    return webhook_id.encode("latin-1") + b"." + timestamp.encode("latin-1") + b"."
+    try:
+        # Starlette decodes headers as latin-1, so this gives back the bytes on the wire.
+        if construction == "timestamp.body":
+            return timestamp.encode("latin-1") + b"."
+        if webhook_id is None:
+            return None
+        return webhook_id.encode("latin-1") + b"." + timestamp.encode("latin-1") + b"."
+    except UnicodeEncodeError:
+        return None  # text no HTTP header could carry: this construction cannot match
 
 
 def _digest(key: bytes, prefix: bytes, body: bytes) -> bytes:

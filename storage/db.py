@@ -74,11 +74,22 @@ def _sqlite_engine(url: str, *, synchronous: Synchronous, pool_size: int, echo: 
     return engine
 
 
+# SQLSTATE classes that no retry can fix: data exception, integrity, syntax/access, limits.
+_PERMANENT_SQLSTATE_CLASSES = frozenset({"22", "23", "42", "54"})
+
+
 def is_unavailable(exc: BaseException) -> bool:
-    """Whether a database error means "try again later" rather than a bug in our SQL."""
-    if isinstance(exc, OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    """Whether a database error means "try again later" rather than a value it can never store.
+
+    PostgreSQL reports some permanent failures (an index row too large) as operational
+    errors; answering those with 503 would make Nova retry a delivery that can never land.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate[:2] in _PERMANENT_SQLSTATE_CLASSES:
+        return False
+    return isinstance(exc, OperationalError) or exc.connection_invalidated
 
 
 @contextmanager

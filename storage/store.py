@@ -7,6 +7,7 @@ the one read-decide-write path (a result that already exists) locks its row firs
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,8 +19,6 @@ from sqlalchemy.engine import RowMapping
 
 from storage.models import Batch, Delivery, Lease, ReconcileRun, RejectedApplicationRow, ScoringJob
 from storage.records import (
-    DATA_COLUMNS,
-    ENRICHMENT_COLUMNS,
     BatchState,
     InboundDelivery,
     Outcome,
@@ -27,6 +26,7 @@ from storage.records import (
     ScoringResult,
     StoredState,
     decide,
+    merge,
 )
 
 JOBS = ScoringJob.__table__  # type: ignore[attr-defined]
@@ -101,22 +101,14 @@ class Store:
 
         row = (
             self.conn.execute(
-                sa.select(
-                    j.status, j.completed_at, j.failed_at, *(j[c] for c in ENRICHMENT_COLUMNS)
-                )
-                .where(j.scoring_job_id == result.scoring_job_id)
-                .with_for_update()
+                sa.select(JOBS).where(j.scoring_job_id == result.scoring_job_id).with_for_update()
             )
             .mappings()
             .one()
         )
         outcome = decide(StoredState(row["status"], row["completed_at"], row["failed_at"]), result)
-        updates: dict[str, Any] = {
-            c: values[c] for c in ENRICHMENT_COLUMNS if row[c] is None and values[c] is not None
-        }
+        updates = merge(row, result, outcome)
         if outcome is Outcome.APPLIED:
-            # Merge, never erase: a field the incoming state does not carry keeps its value.
-            updates.update({c: values[c] for c in DATA_COLUMNS if values[c] is not None})
             updates["source"] = source
         changed = bool(updates)
         if changed:
@@ -387,11 +379,26 @@ class Store:
         return int(result.rowcount)
 
     def erase_application(self, application_id: str) -> dict[str, int]:
-        """Delete every trace of one candidate; returns rows removed per table."""
+        """Delete every trace of one candidate; returns rows removed per table.
+
+        Inbox rows go by scoring job, and, for deliveries stored unparsed (no scoring job
+        recorded), by the candidate's id appearing in the raw body.
+        """
         job_ids = sa.select(j.scoring_job_id).where(j.application_id == application_id)
+        needles = {json.dumps(application_id).encode(), f'"{application_id}"'.encode()}
+        if self._dialect == "postgresql":
+            mentions = [
+                sa.func.position(sa.literal(n, sa.LargeBinary).op("IN")(d.raw_body)) > 0
+                for n in needles
+            ]
+        else:
+            mentions = [
+                sa.func.instr(d.raw_body, sa.literal(n, sa.LargeBinary)) > 0 for n in needles
+            ]
+        unparsed = sa.and_(d.scoring_job_id.is_(None), sa.or_(*mentions))
         removed = {
             "delivery": self.conn.execute(
-                sa.delete(DELIVERIES).where(d.scoring_job_id.in_(job_ids))
+                sa.delete(DELIVERIES).where(sa.or_(d.scoring_job_id.in_(job_ids), unparsed))
             ).rowcount,
             "scoring_job": self.conn.execute(
                 sa.delete(JOBS).where(j.application_id == application_id)

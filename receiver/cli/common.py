@@ -42,7 +42,8 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
 def run_guarded(app: typer.Typer) -> int:  # noqa: PLR0911 - one exit code per error kind
     """Run the Typer app; expected errors become one stderr line and an exit code."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click *returns* the code of a typer.Exit instead of raising.
+        code = app(standalone_mode=False)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
     except CliError as exc:
@@ -70,7 +71,7 @@ def run_guarded(app: typer.Typer) -> int:  # noqa: PLR0911 - one exit code per e
             return exc.exit_code
         _error(f"unexpected {type(exc).__name__}: {exc}")
         return EXIT_FAILURE
-    return EXIT_OK
+    return code if isinstance(code, int) else EXIT_OK
 
 
 def _error(message: str) -> None:

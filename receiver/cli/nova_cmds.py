@@ -325,4 +325,4 @@ def _print_summary(data: dict[str, Any]) -> None:
     for kind, count in sorted(data["errors"].items()):
         typer.echo(f"  errors {kind}: {count}", err=True)
     for detail in data["error_details"][:10]:
-        typer.echo(f"  {detail['kind']}: {detail['error']}", err=True)
+        typer.echo(f"  {detail['kind']} ({detail['where']}): {detail['error']}", err=True)

@@ -1,0 +1,140 @@
+"""Shared fixtures: databases (SQLite files and PostgreSQL schemas), the app, a fixed clock.
+
+The ``engine`` fixture runs a test once on a fresh SQLite file and once on a fresh
+PostgreSQL schema. PostgreSQL is expected at 127.0.0.1:5432 (trust auth, database
+``test``); its tests are skipped, with the reason, only when that server is unreachable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+
+from receiver.app import create_app
+from receiver.settings import Settings
+from storage import schema
+from storage.db import make_engine, transaction
+from tests.factories import NOW, SECRET
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+_PROBE_TIMEOUT_SECONDS = 2
+
+
+@pytest.fixture(name="postgres_url", scope="session")
+def fixture_postgres_url() -> str:
+    """The server URL, or a skip (probed once per session) when nothing answers on 5432."""
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test",
+            connect_timeout=_PROBE_TIMEOUT_SECONDS,
+        ):
+            pass
+    except psycopg.OperationalError as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (database 'test') is unreachable: {detail}")
+    return POSTGRES_URL
+
+
+def migrated_sqlite_engine(path: Path, **kwargs: Any) -> Engine:
+    """A migrated SQLite engine on ``path``, built the way the app builds its own."""
+    engine = make_engine(f"sqlite:///{path}", **kwargs)
+    schema.upgrade(engine)
+    return engine
+
+
+@pytest.fixture(name="sqlite_engine")
+def fixture_sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite file in ``tmp_path``."""
+    engine = migrated_sqlite_engine(tmp_path / "sink.db")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(name="postgres_engine")
+def fixture_postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    """A migrated, private PostgreSQL schema, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    # libpq "options" puts every pooled connection of this engine into the test's schema.
+    engine = make_engine(f"{postgres_url}?options=-csearch_path%3D{name}")
+    try:
+        schema.upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture(
+    name="engine", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def fixture_engine(request: pytest.FixtureRequest) -> Engine:
+    """The same test on a fresh SQLite file and on a fresh PostgreSQL schema."""
+    engine: Engine = request.getfixturevalue(f"{request.param}_engine")
+    return engine
+
+
+@pytest.fixture(name="fixed_clock")
+def fixture_fixed_clock() -> Callable[[], datetime]:
+    """The app's clock, stopped at ``factories.NOW``."""
+    return lambda: NOW
+
+
+@pytest.fixture(name="make_app")
+def fixture_make_app(
+    sqlite_engine: Engine, fixed_clock: Callable[[], datetime]
+) -> Callable[..., Starlette]:
+    """Build the receiver on the test's SQLite file; keyword arguments override settings."""
+
+    def build(
+        *,
+        secrets: str = SECRET,
+        engine: Engine | None = None,
+        check_schema: bool = True,
+        **overrides: Any,
+    ) -> Starlette:
+        db = engine if engine is not None else sqlite_engine
+        settings = Settings(
+            _env_file=None,
+            nova_webhook_secrets=secrets,
+            database_url=str(db.url),
+            **overrides,
+        )
+        return create_app(settings, engine=db, clock=fixed_clock, check_schema=check_schema)
+
+    return build
+
+
+@pytest.fixture(name="client")
+def fixture_client(make_app: Callable[..., Starlette]) -> Iterator[Any]:
+    """A started receiver (lifespan run, writer thread up) with the default test secret."""
+    from starlette.testclient import TestClient
+
+    with TestClient(make_app()) as client:
+        yield client
+
+
+@pytest.fixture(name="count_rows")
+def fixture_count_rows(sqlite_engine: Engine) -> Callable[[str], int]:
+    """Rows in a table of the test's SQLite file."""
+
+    def count(table: str, engine: Engine | None = None) -> int:
+        with transaction(engine or sqlite_engine, write=False) as store:
+            query = sa.select(sa.func.count()).select_from(sa.table(table))
+            return int(store.conn.execute(query).scalar_one())
+
+    return count

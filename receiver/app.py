@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -33,7 +32,7 @@ from receiver.read_api import ReadApi
 from receiver.settings import Settings, load_settings
 from receiver.signatures import fingerprint, verify
 from storage import schema
-from storage.db import make_engine, transaction
+from storage.db import Engine, make_engine, transaction
 from storage.errors import SchemaOutOfDate, StoreUnavailable
 from storage.records import InboundDelivery
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
 from receiver.convergence import Comparison, compare
@@ -30,7 +29,7 @@ from receiver.reconcile import Reconciler, Summary
 from receiver.settings import Settings
 from receiver.submit import submit_batches
 from storage import schema
-from storage.db import make_engine, transaction
+from storage.db import Engine, make_engine, transaction
 
 DEMO_SECRET = "whsec_nova_sink_demo_secret"  # noqa: S105 - a throwaway secret for loopback
 DEMO_KEY = "sk_test_nova_sink_demo"

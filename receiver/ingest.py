@@ -17,11 +17,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.engine import Engine
-
 from receiver.errors import PayloadError
 from receiver.events import BatchCompletedEvent, Event, ScoreEvent, TestEvent, parse_event
-from storage.db import transaction
+from storage.db import Engine, transaction
 from storage.errors import StoreUnavailable
 from storage.records import InboundDelivery
 from storage.store import Store

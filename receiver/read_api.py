@@ -6,7 +6,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,7 +13,7 @@ from starlette.routing import Route
 
 from receiver.signatures import parse_timestamp
 from receiver.tokens import TokenError, check_token
-from storage.db import transaction
+from storage.db import Engine, transaction
 from storage.errors import StoreUnavailable
 from storage.store import ResultFilter, Store
 

@@ -14,19 +14,19 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
-
-from sqlalchemy.engine import Engine
+from typing import Any, TypeVar
 
 from receiver.errors import NovaApiError, NovaHttpError
 from receiver.nova import LegacyJobRef, NovaClient
-from storage.db import transaction
+from storage.db import Engine, transaction
 from storage.errors import LeaseHeld
 from storage.records import Api, BatchState, RejectedApplication, ScoringResult
 from storage.store import Store
+
+_T = TypeVar("_T")
 
 LEASE_NAME = "reconcile"
 LEASE_TTL = timedelta(minutes=10)
@@ -170,6 +170,7 @@ class Reconciler:
         self.summary = Summary(dry_run=dry_run)
         self._done = 0
         self._total = 0
+        self._write_lane = asyncio.Lock()
 
     async def run(self, *, batch_id: str | None = None) -> Summary:
         """Reconcile every gap (or one batch); returns the summary."""
@@ -185,9 +186,9 @@ class Reconciler:
             # A TaskGroup cancels the rest if the store fails or the lease is lost.
             async with asyncio.TaskGroup() as group:
                 for target in batches:
-                    group.create_task(self._guarded(semaphore, self._batch(target)))
+                    group.create_task(self._guarded(semaphore, self._batch, target))
                 for job in jobs:
-                    group.create_task(self._guarded(semaphore, self._job(job)))
+                    group.create_task(self._guarded(semaphore, self._job, job))
             self.summary.gaps_remaining = await asyncio.to_thread(self._gaps, batch_id)
         finally:
             self.summary.requests = self.client.stats.requests
@@ -281,12 +282,25 @@ class Reconciler:
         if holder != self.holder:
             raise LeaseHeld(LEASE_NAME, holder)
 
+    async def _in_write_lane(self, write: Callable[[_T], _Written], item: _T) -> _Written:
+        """One write at a time: fetches run concurrently, but SQLite has one write lock, and
+        writers queueing on it in threads would time out instead of taking turns."""
+        async with self._write_lane:
+            return await asyncio.to_thread(write, item)
+
     # -- Nova steps --------------------------------------------------------------------------
 
-    async def _guarded(self, semaphore: asyncio.Semaphore, work: Any) -> None:
+    async def _guarded(
+        self,
+        semaphore: asyncio.Semaphore,
+        step: Callable[[_T], Awaitable[None]],
+        target: _T,
+    ) -> None:
+        # The coroutine is created only once a slot is free: a cancelled run leaves no
+        # never-awaited coroutines behind.
         async with semaphore:
             try:
-                await work
+                await step(target)
             except NovaApiError as exc:
                 self._error(exc)
             finally:
@@ -312,7 +326,7 @@ class Reconciler:
         except NovaApiError as exc:
             exc.add_note(f"batch {target.batch_id}")
             raise
-        self._count(await asyncio.to_thread(self._write, fetched))
+        self._count(await self._in_write_lane(self._write, fetched))
 
     async def _fetch_v1(self, target: BatchTarget) -> _Fetched:
         snapshot = await self.client.get_batch(
@@ -356,7 +370,7 @@ class Reconciler:
         except NovaApiError as exc:
             exc.add_note(f"scoring job {target.scoring_job_id}")
             raise
-        self._count(await asyncio.to_thread(self._write_job, result))
+        self._count(await self._in_write_lane(self._write_job, result))
 
     async def _fetch_job(self, target: JobTarget) -> ScoringResult:
         if target.job_id and target.application_id:

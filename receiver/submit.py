@@ -7,10 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from receiver.nova import CreatedBatch, NovaClient
-from storage.db import transaction
+from storage.db import Engine, transaction
 
 MAX_APPLICATIONS_PER_BATCH = 25  # Nova's documented limit per scoring-batch request
 

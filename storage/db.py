@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -20,6 +21,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from storage.errors import StoreUnavailable
 from storage.store import Store
+
+__all__ = ["Engine", "Synchronous", "is_unavailable", "make_engine", "sqlite_path", "transaction"]
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -78,6 +81,18 @@ def _sqlite_engine(url: str, *, synchronous: Synchronous, pool_size: int, echo: 
 _PERMANENT_SQLSTATE_CLASSES = frozenset({"22", "23", "42", "54"})
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for other databases and in-memory SQLite."""
+    parsed = sa.engine.make_url(url)
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
+        return None
+    return Path(parsed.database)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether a database error means "try again later" rather than a value it can never store.
 
@@ -115,3 +130,5 @@ def transaction(engine: Engine, *, write: bool = True, commit: bool = True) -> I
         if is_unavailable(exc):
             raise StoreUnavailable(str(exc.orig).splitlines()[0] if exc.orig else str(exc)) from exc
         raise
+    except sa.exc.TimeoutError as exc:  # every pooled connection busy past pool_timeout
+        raise StoreUnavailable("no database connection free") from exc

@@ -56,20 +56,19 @@ class ScoringResult:
     @property
     def event_at(self) -> datetime | None:
         """When the terminal event this state reflects happened."""
-        if self.status == "completed":
-            return self.completed_at
-        if self.status == "failed":
-            return self.failed_at
-        return None
+        return _event_at(self.status, self.completed_at, self.failed_at)
 
     def columns(self) -> dict[str, Any]:
         """Column values for ``scoring_job`` (lists for the JSON columns)."""
-        values: dict[str, Any] = {}
-        for field in fields(self):
-            value = getattr(self, field.name)
-            values[field.name] = list(value) if isinstance(value, tuple) else value
+        values = {name: getattr(self, name) for name in _RESULT_FIELDS}
+        for name in _LIST_FIELDS:
+            if values[name] is not None:
+                values[name] = list(values[name])
         return values
 
+
+_RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ScoringResult))
+_LIST_FIELDS = ("strengths", "concerns", "interview_focus")
 
 # Columns that only ever fill a gap: whoever knows them first wins, nobody erases them.
 ENRICHMENT_COLUMNS: tuple[str, ...] = (
@@ -97,11 +96,17 @@ class StoredState:
 
     @property
     def event_at(self) -> datetime | None:
-        if self.status == "completed":
-            return self.completed_at
-        if self.status == "failed":
-            return self.failed_at
-        return None
+        return _event_at(self.status, self.completed_at, self.failed_at)
+
+
+def _event_at(
+    status: Status, completed_at: datetime | None, failed_at: datetime | None
+) -> datetime | None:
+    if status == "completed":
+        return completed_at
+    if status == "failed":
+        return failed_at
+    return None
 
 
 def decide(existing: StoredState | None, incoming: ScoringResult) -> Outcome:

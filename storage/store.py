@@ -7,6 +7,7 @@ the one read-decide-write path (a result that already exists) locks its row firs
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from storage.models import Batch, Delivery, Lease, ReconcileRun, RejectedApplicationRow, ScoringJob
@@ -73,9 +73,7 @@ class Store:
 
     def _insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT, which knows ``ON CONFLICT``."""
-        if self._dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+        return _dialect_insert(self._dialect)(table)
 
     # ---- results --------------------------------------------------------------------------
 
@@ -84,18 +82,14 @@ class Store:
     ) -> Change:
         """Insert or merge ``result`` by the precedence rules; ``delivered`` counts a webhook."""
         values = result.columns()
-        inserted = self.conn.execute(
-            self._insert(JOBS)
-            .values(
-                **values,
-                source=source,
-                first_seen_at=now,
-                updated_at=now,
-                delivery_count=int(delivered),
-            )
-            .on_conflict_do_nothing(index_elements=["scoring_job_id"])
-            .returning(j.scoring_job_id)
-        ).first()
+        params = {
+            **values,
+            "source": source,
+            "first_seen_at": now,
+            "updated_at": now,
+            "delivery_count": int(delivered),
+        }
+        inserted = self.conn.execute(_job_insert(self._dialect), params).first()
         if inserted is not None:
             return Change(Outcome.APPLIED, created=True, changed=True)
 
@@ -293,25 +287,21 @@ class Store:
 
     def record_delivery(self, delivery: InboundDelivery, *, outcome: str, now: datetime) -> bool:
         """Keep one row per delivery key and count attempts; True when the row is new."""
-        stmt = self._insert(DELIVERIES).values(
-            delivery_key=delivery.delivery_key,
-            webhook_id=delivery.webhook_id,
-            event=delivery.event,
-            scoring_job_id=delivery.scoring_job_id,
-            batch_id=delivery.batch_id,
-            outcome=outcome,
-            signature_scheme=delivery.signature_scheme,
-            secret_fingerprint=delivery.secret_fingerprint,
-            received_at=now,
-            last_received_at=now,
-            attempts=1,
-            raw_body=delivery.body,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["delivery_key"],
-            set_={"attempts": d.attempts + 1, "last_received_at": now},
-        ).returning(d.attempts)
-        attempts: int = self.conn.execute(stmt).scalar_one()
+        params = {
+            "delivery_key": delivery.delivery_key,
+            "webhook_id": delivery.webhook_id,
+            "event": delivery.event,
+            "scoring_job_id": delivery.scoring_job_id,
+            "batch_id": delivery.batch_id,
+            "outcome": outcome,
+            "signature_scheme": delivery.signature_scheme,
+            "secret_fingerprint": delivery.secret_fingerprint,
+            "received_at": now,
+            "last_received_at": now,
+            "attempts": 1,
+            "raw_body": delivery.body,
+        }
+        attempts: int = self.conn.execute(_delivery_upsert(self._dialect), params).scalar_one()
         return attempts == 1
 
     def update_delivery(
@@ -489,6 +479,38 @@ class Store:
 
     def ping(self) -> None:
         self.conn.execute(sa.text("SELECT 1"))
+
+
+# The two statements of the webhook hot path are built once per dialect and executed with
+# parameters: building ``insert().values(...)`` per request cost more than the SQL itself.
+
+
+def _dialect_insert(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
+
+
+@functools.cache
+def _job_insert(dialect: str) -> Any:
+    return (
+        _dialect_insert(dialect)(JOBS)
+        .on_conflict_do_nothing(index_elements=["scoring_job_id"])
+        .returning(j.scoring_job_id)
+    )
+
+
+@functools.cache
+def _delivery_upsert(dialect: str) -> Any:
+    stmt = _dialect_insert(dialect)(DELIVERIES)
+    return stmt.on_conflict_do_update(
+        index_elements=["delivery_key"],
+        set_={"attempts": d.attempts + 1, "last_received_at": stmt.excluded.last_received_at},
+    ).returning(d.attempts)
 
 
 def _batch_values(state: BatchState) -> dict[str, Any]:

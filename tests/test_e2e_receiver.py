@@ -10,7 +10,7 @@ import asyncio
 import json
 import random
 import signal
-import sqlite3  # noqa: TID251 -- a foreign connection is the point: it holds the write lock
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field

@@ -9,7 +9,7 @@ import asyncio
 import json
 import os
 import random
-import sqlite3  # noqa: TID251 -- a foreign connection is the point: it holds the write lock
+import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterator

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -18,8 +17,7 @@ from receiver.settings import Settings, load_settings
 from storage.errors import StorageError
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
+    from storage.db import Engine
     from storage.store import Store
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -82,16 +80,6 @@ def settings() -> Settings:
     return load_settings()
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a SQLite URL, or None for other databases / in-memory."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return None
-    return Path(parsed.database)
-
-
 def open_engine(cfg: Settings, *, create: bool = True) -> Engine:
     """An engine whose schema is current.
 
@@ -99,7 +87,7 @@ def open_engine(cfg: Settings, *, create: bool = True) -> Engine:
     database must be migrated on purpose with ``nova-sink db upgrade``.
     """
     from storage import schema
-    from storage.db import make_engine
+    from storage.db import make_engine, sqlite_path
 
     path = sqlite_path(cfg.database_url)
     if path is not None and not create and not path.exists():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import sys
 
@@ -25,6 +24,8 @@ def demo(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Zero-configuration tour: fake Nova + receiver + reconcile, then proof they agree."""
+    import asyncio
+
     from receiver.demo import default_workdir, run_demo
     from receiver.logs import configure_logging
 

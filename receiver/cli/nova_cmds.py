@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import sys
@@ -168,6 +167,8 @@ def submit(
         fail("a job description is required: jobDescription in the JSON, or --job-description")
     if not applications:
         fail(f"{file}: no applications")
+    import asyncio
+
     engine = open_engine(cfg)
     try:
         created = asyncio.run(_submit(cfg, engine, job, tenant, fields, applications))
@@ -238,6 +239,8 @@ def reconcile(
     """Fetch from Nova whatever webhooks missed. Exit 0: converged; 1: gaps remain."""
     cfg = settings()
     cfg.api_key()
+    import asyncio
+
     engine = open_engine(cfg)
     try:
         summary = asyncio.run(_reconcile(cfg, engine, batch, dry_run, concurrency, grace_minutes))

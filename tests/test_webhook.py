@@ -562,6 +562,29 @@ def test_locked_read_only_database_is_503_and_nothing_half_written(
     assert post(client, body, signed(body, webhook_id="msg_1")).json() == {"status": "applied"}
 
 
+def test_read_only_database_is_503_and_stores_nothing(
+    make_app: Callable[..., Starlette], sqlite_engine: Engine
+) -> None:
+    """A database opened read-only (as a full or read-only volume would be): 503, no 2xx."""
+    path = Path(str(sqlite_engine.url.database))
+    # SQLite's read-only open mode: unlike chmod, it holds even for root, who runs the tests.
+    read_only = make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    body = score_completed()
+    try:
+        with TestClient(make_app(engine=read_only)) as client:
+            response = post(client, body, signed(body, webhook_id="msg_ro"))
+    finally:
+        read_only.dispose()
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) > 0
+    with sqlite_engine.connect() as conn:
+        counts = [
+            conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()  # noqa: S608
+            for table in ("scoring_job", "delivery")
+        ]
+    assert counts == [0, 0]
+
+
 def incompressible_text(chars: int = 20_000) -> str:
     """Text PostgreSQL cannot compress below its index row limit (~8 kB)."""
     rng = random.Random(chars)

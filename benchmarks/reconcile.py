@@ -108,15 +108,9 @@ def track(url: str, truth: dict[str, Any]) -> None:
 
 def local_view(engine: Any) -> tuple[dict[str, Any], dict[str, set[str]]]:
     from storage.db import transaction
-    from storage.store import ResultFilter
 
     with transaction(engine, write=False) as store:
-        results = {row["scoring_job_id"]: dict(row) for row in store.iter_results(ResultFilter())}
-        rejected: dict[str, set[str]] = {}
-        for batch in store.list_batches(limit=None):
-            rows = store.rejected_for_batch(batch["batch_id"])
-            rejected[batch["batch_id"]] = {row["application_id"] for row in rows}
-    return results, rejected
+        return store.snapshot()
 
 
 # ---- measurements -------------------------------------------------------------------------

@@ -99,15 +99,8 @@ def _count_results(engine: Engine) -> int:
 
 
 def _local_view(engine: Engine) -> tuple[dict[str, Any], dict[str, set[str]]]:
-    from storage.store import ResultFilter
-
     with transaction(engine, write=False) as store:
-        results = {row["scoring_job_id"]: dict(row) for row in store.iter_results(ResultFilter())}
-        rejected: dict[str, set[str]] = {}
-        for batch in store.list_batches(limit=None):
-            rows = store.rejected_for_batch(batch["batch_id"])
-            rejected[batch["batch_id"]] = {row["application_id"] for row in rows}
-    return results, rejected
+        return store.snapshot()
 
 
 async def run_demo(

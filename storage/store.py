@@ -176,6 +176,15 @@ class Store:
             ).mappings()
         )
 
+    def snapshot(self) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
+        """Every result by scoring job id, and rejected application ids by batch id: the
+        local side of a comparison with Nova's truth (demo, tests, benchmarks)."""
+        results = {row["scoring_job_id"]: dict(row) for row in self.iter_results(ResultFilter())}
+        rejected: dict[str, set[str]] = {}
+        for batch_id, application_id in self.conn.execute(sa.select(r.batch_id, r.application_id)):
+            rejected.setdefault(batch_id, set()).add(application_id)
+        return results, rejected
+
     def stale_pending_jobs(self, *, older_than: datetime) -> list[RowMapping]:
         """Pending scoring jobs no tracked batch will cover, first seen before ``older_than``."""
         untracked = ~sa.exists().where(b.batch_id == j.batch_id)
@@ -357,7 +366,7 @@ class Store:
         query = sa.select(d.secret_fingerprint, sa.func.max(d.last_received_at)).group_by(
             d.secret_fingerprint
         )
-        return {str(fp): when for fp, when in self.conn.execute(query).tuples()}
+        return {str(fp): when for fp, when in self.conn.execute(query)}
 
     def purge_bodies(self, *, older_than: datetime, now: datetime) -> int:
         """Drop raw bodies of deliveries received before ``older_than`` (rows stay)."""

@@ -28,7 +28,6 @@ from receiver.settings import Settings
 from receiver.submit import submit_batches
 from storage import schema
 from storage.db import make_engine, transaction
-from storage.store import ResultFilter
 from tests.fake_nova_helpers import API_KEY, TENANT, asgi_client
 from tests.servers import free_port
 
@@ -72,12 +71,7 @@ def applications(job_number: int) -> list[dict[str, Any]]:
 def local_view(engine: Engine) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
     """(stored results by scoring job id, rejected application ids by batch id)."""
     with transaction(engine, write=False) as store:
-        results = {r["scoring_job_id"]: dict(r) for r in store.iter_results(ResultFilter())}
-        rejected: dict[str, set[str]] = {}
-        for batch in store.list_batches(limit=None):
-            rows = store.rejected_for_batch(batch["batch_id"])
-            rejected[batch["batch_id"]] = {row["application_id"] for row in rows}
-    return results, rejected
+        return store.snapshot()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -30,7 +30,6 @@ from storage import schema
 from storage.db import make_engine, transaction
 from storage.errors import LeaseHeld
 from storage.records import BatchState, ScoringResult, Status
-from storage.store import ResultFilter
 from tests.fake_nova_helpers import (
     API_KEY,
     TENANT,
@@ -91,12 +90,7 @@ def track(engine: Engine, batches: Sequence[FakeBatch], now: datetime) -> None:
 def local_view(engine: Engine) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
     """(stored results by scoring job id, rejected application ids by batch id)."""
     with transaction(engine, write=False) as store:
-        results = {r["scoring_job_id"]: dict(r) for r in store.iter_results(ResultFilter())}
-        rejected: dict[str, set[str]] = {}
-        for batch in store.list_batches(limit=None):
-            rows = store.rejected_for_batch(batch["batch_id"])
-            rejected[batch["batch_id"]] = {row["application_id"] for row in rows}
-    return results, rejected
+        return store.snapshot()
 
 
 def compared(engine: Engine, fake: FakeNova) -> Comparison:

@@ -752,6 +752,15 @@ def test_metrics_count_deliveries_and_verification_failures(client: TestClient) 
     assert "nova_sink_ingest_seconds_count 2.0" in lines
 
 
+def test_metrics_label_unknown_events_as_other(client: TestClient) -> None:
+    """Event names Nova may add later share one label, so metric series stay bounded."""
+    for n in range(3):
+        body = encode({"event": f"candidate.moved.{n}", "scoringJobId": f"sj_{n}"})
+        assert post(client, body, signed(body)).json() == {"status": "stored-unparsed"}
+    lines = set(client.get("/metrics").text.splitlines())
+    assert 'nova_sink_deliveries_total{event="other",outcome="stored-unparsed"} 3.0' in lines
+
+
 # ---- secrets never leak --------------------------------------------------------------------------
 
 CANARY_SECRET = "whsec_CANARY_b6f1e0c2d94a7788"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +21,7 @@ from receiver.errors import PayloadError
 from receiver.events import BatchCompletedEvent, Event, ScoreEvent, TestEvent, parse_event
 from storage.db import Engine, transaction
 from storage.errors import StoreUnavailable
-from storage.records import InboundDelivery
+from storage.records import InboundDelivery, Outcome
 from storage.store import Store
 
 RECORDED = "recorded"
@@ -55,6 +55,28 @@ def ingest(store: Store, item: Accepted, *, now: datetime) -> str:
     status = apply_event(store, item.event, now=now)
     store.record_delivery(item.delivery, outcome=status, now=now)
     return status
+
+
+def ingest_group(store: Store, items: Sequence[Accepted], *, now: datetime) -> list[str]:
+    """``ingest`` for a commit group, with the same outcome as one at a time, in order.
+
+    Results new to the store go in with one multi-row insert; everything else (a scoring
+    job already stored, or seen earlier in the group) takes the per-event path.
+    """
+    scores = [item.event.result for item in items if isinstance(item.event, ScoreEvent)]
+    created = store.insert_new_results(scores, source="webhook", now=now, delivered=True)
+    statuses: list[str] = []
+    for item in items:
+        event = item.event
+        if isinstance(event, ScoreEvent) and event.result.scoring_job_id in created:
+            created.discard(event.result.scoring_job_id)  # later repeats merge as usual
+            statuses.append(Outcome.APPLIED.value)
+        else:
+            statuses.append(apply_event(store, event, now=now))
+    store.record_deliveries(
+        [(item.delivery, status) for item, status in zip(items, statuses, strict=True)], now=now
+    )
+    return statuses
 
 
 def replay(store: Store, delivery_id: int, body: bytes, *, now: datetime) -> str:
@@ -158,7 +180,7 @@ class Writer:
         try:
             with transaction(self._engine) as store:
                 now = self._clock()
-                statuses = [ingest(store, item, now=now) for item, _ in group]
+                statuses = ingest_group(store, [item for item, _ in group], now=now)
         except StoreUnavailable as exc:
             for _, future in group:
                 future.set_exception(exc)

@@ -115,6 +115,30 @@ class Store:
             )
         return Change(outcome, created=False, changed=changed)
 
+    def insert_new_results(
+        self, results: Sequence[ScoringResult], *, source: str, now: datetime, delivered: bool
+    ) -> set[str]:
+        """Insert, in one statement, every result whose scoring job is not stored yet.
+
+        Returns the ids inserted (each for its first occurrence in ``results``); the
+        others must go through ``apply_result``, which merges by precedence. One multi-row
+        ``INSERT … ON CONFLICT DO NOTHING`` costs far less than one statement per row.
+        """
+        if not results:
+            return set()
+        rows = [
+            {
+                **result.columns(),
+                "source": source,
+                "first_seen_at": now,
+                "updated_at": now,
+                "delivery_count": int(delivered),
+            }
+            for result in results
+        ]
+        inserted = self.conn.execute(_job_insert(self._dialect), rows)
+        return {str(scoring_job_id) for (scoring_job_id,) in inserted}
+
     def track_pending_jobs(
         self,
         *,
@@ -296,22 +320,27 @@ class Store:
 
     def record_delivery(self, delivery: InboundDelivery, *, outcome: str, now: datetime) -> bool:
         """Keep one row per delivery key and count attempts; True when the row is new."""
-        params = {
-            "delivery_key": delivery.delivery_key,
-            "webhook_id": delivery.webhook_id,
-            "event": delivery.event,
-            "scoring_job_id": delivery.scoring_job_id,
-            "batch_id": delivery.batch_id,
-            "outcome": outcome,
-            "signature_scheme": delivery.signature_scheme,
-            "secret_fingerprint": delivery.secret_fingerprint,
-            "received_at": now,
-            "last_received_at": now,
-            "attempts": 1,
-            "raw_body": delivery.body,
-        }
+        params = _delivery_params(delivery, outcome, now)
         attempts: int = self.conn.execute(_delivery_upsert(self._dialect), params).scalar_one()
         return attempts == 1
+
+    def record_deliveries(
+        self, deliveries: Sequence[tuple[InboundDelivery, str]], *, now: datetime
+    ) -> None:
+        """``record_delivery`` for a whole commit group, in one statement.
+
+        Repeats of one delivery key inside the group are folded into one row first: a
+        multi-row upsert may not touch the same row twice (PostgreSQL refuses it).
+        """
+        folded: dict[str, dict[str, Any]] = {}
+        for delivery, outcome in deliveries:
+            row = folded.get(delivery.delivery_key)
+            if row is None:
+                folded[delivery.delivery_key] = _delivery_params(delivery, outcome, now)
+            else:
+                row["attempts"] += 1
+        if folded:
+            self.conn.execute(_delivery_upsert(self._dialect), list(folded.values())).all()
 
     def update_delivery(
         self,
@@ -518,8 +547,28 @@ def _delivery_upsert(dialect: str) -> Any:
     stmt = _dialect_insert(dialect)(DELIVERIES)
     return stmt.on_conflict_do_update(
         index_elements=["delivery_key"],
-        set_={"attempts": d.attempts + 1, "last_received_at": stmt.excluded.last_received_at},
+        set_={
+            "attempts": d.attempts + stmt.excluded.attempts,
+            "last_received_at": stmt.excluded.last_received_at,
+        },
     ).returning(d.attempts)
+
+
+def _delivery_params(delivery: InboundDelivery, outcome: str, now: datetime) -> dict[str, Any]:
+    return {
+        "delivery_key": delivery.delivery_key,
+        "webhook_id": delivery.webhook_id,
+        "event": delivery.event,
+        "scoring_job_id": delivery.scoring_job_id,
+        "batch_id": delivery.batch_id,
+        "outcome": outcome,
+        "signature_scheme": delivery.signature_scheme,
+        "secret_fingerprint": delivery.secret_fingerprint,
+        "received_at": now,
+        "last_received_at": now,
+        "attempts": 1,
+        "raw_body": delivery.body,
+    }
 
 
 def _batch_values(state: BatchState) -> dict[str, Any]:

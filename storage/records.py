@@ -126,31 +126,21 @@ def decide(existing: StoredState | None, incoming: ScoringResult) -> Outcome:
     return Outcome.STALE
 
 
-# Columns only one terminal status carries: a completion that outranks a failure clears
-# the failure's columns, so the row never depends on the order the two arrived in.
-_FAILURE_COLUMNS = ("error_type", "error_code", "error_message", "failed_at")
-
-
 def merge(row: Mapping[Any, Any], incoming: ScoringResult, outcome: Outcome) -> dict[str, Any]:
     """The column updates that ``incoming`` makes to the stored ``row``, given ``outcome``.
 
-    - Enrichment columns (ids, queue times) fill gaps whoever brings them.
-    - An applied state writes every data column it carries; one that outranks a failure
-      also clears the failure's columns.
-    - A duplicate or stale state of the *same* status only fills data columns still empty
-      (a newer completion may omit parts an older one had).
-    Together these make the final row independent of arrival order.
+    - Enrichment columns (ids, queue times) fill gaps, whoever brings them.
+    - An applied state replaces every data column with its own values, empty ones
+      included: the row is always one coherent assessment (the winning event's), never a
+      blend of an old verdict with a new score, so the final row is the same whatever
+      order the events arrived in.
+    - A duplicate or stale state changes no data (a failure after a completion erases
+      nothing).
     """
     values = incoming.columns()
     updates = {c: values[c] for c in ENRICHMENT_COLUMNS if row[c] is None and values[c] is not None}
     if outcome is Outcome.APPLIED:
-        if incoming.status == "completed" and row["status"] == "failed":
-            updates.update({c: None for c in _FAILURE_COLUMNS if row[c] is not None})
-        updates.update({c: values[c] for c in DATA_COLUMNS if values[c] is not None})
-    elif incoming.status == row["status"]:
-        updates.update(
-            {c: values[c] for c in DATA_COLUMNS if row[c] is None and values[c] is not None}
-        )
+        updates.update({c: values[c] for c in DATA_COLUMNS if row[c] != values[c]})
     return updates
 
 

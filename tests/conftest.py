@@ -7,6 +7,7 @@ PostgreSQL schema. PostgreSQL is expected at 127.0.0.1:5432 (trust auth, databas
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
@@ -23,6 +25,12 @@ from receiver.settings import Settings
 from storage import schema
 from storage.db import make_engine, transaction
 from tests.factories import NOW, SECRET
+
+# CI replays the same examples every run (a red build must be reproducible); local runs
+# keep exploring new ones, and the failures they find become fixed regression cases.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _PROBE_TIMEOUT_SECONDS = 2

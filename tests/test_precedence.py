@@ -125,6 +125,25 @@ def test_every_arrival_order_leaves_the_same_row(sqlite_engine: Engine, order: A
     assert got == reference
 
 
+PARTIAL_NEWEST = [
+    completed(when=at(0), score=1, verdict=None),
+    completed(when=at(-1), score=2, verdict="verdict at -1"),
+    completed(when=at(-2), score=3, verdict="verdict at -2"),
+]
+
+
+def test_completions_with_different_content_end_as_the_newest_in_any_order(
+    sqlite_engine: Engine,
+) -> None:
+    """Found by hypothesis: the newest completion wins whole, even where it lacks a verdict."""
+    rows = [
+        apply_all(sqlite_engine, list(order), f"sj_{n}")
+        for n, order in enumerate(itertools.permutations(PARTIAL_NEWEST))
+    ]
+    assert all(row == rows[0] for row in rows)
+    assert (rows[0]["score"], rows[0]["verdict"]) == (1, None)
+
+
 @pytest.fixture(name="shared_engine", scope="module")
 def fixture_shared_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """One SQLite file for every hypothesis example (each uses its own scoring job ids)."""

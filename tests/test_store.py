@@ -103,13 +103,13 @@ def test_older_state_is_stale(engine: Engine) -> None:
     assert row(engine)["score"] == 5
 
 
-def test_newer_state_updates_fields_without_erasing(engine: Engine) -> None:
-    """A newer completion updates what it carries and keeps what it does not."""
+def test_newer_state_replaces_the_assessment_as_a_whole(engine: Engine) -> None:
+    """A newer completion is stored as it is: never an old verdict beside a new score."""
     apply(engine, completed(when=at(0), score=5, verdict="Maybe"))
     (change,) = apply(engine, completed(when=at(1), score=6, verdict=None), now=at(2))
     assert change == Change(Outcome.APPLIED, created=False, changed=True)
     stored = row(engine)
-    assert (stored["score"], stored["verdict"]) == (6, "Maybe")
+    assert (stored["score"], stored["verdict"]) == (6, None)
     assert stored["updated_at"] == at(2)
 
 

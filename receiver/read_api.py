@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.rows import json_row
 from receiver.signatures import parse_timestamp
 from receiver.tokens import TokenError, check_token
 from storage.db import Engine, transaction
@@ -18,18 +19,6 @@ from storage.errors import StoreUnavailable
 from storage.store import ResultFilter, Store
 
 MAX_LIMIT = 1000
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value
-
-
-def _row(row: Any) -> dict[str, Any]:
-    return {key: _json(value) for key, value in row.items()}
 
 
 class BadQuery(ValueError):
@@ -109,23 +98,23 @@ class ReadApi:
             status=status,
             since=since_at,
         )
-        return [_row(r) for r in store.list_results(flt, limit=self._limit(request))]
+        return [json_row(r) for r in store.list_results(flt, limit=self._limit(request))]
 
     def _result(self, store: Store, request: Request) -> Any:
         row = store.get_result(request.path_params["id"])
-        return None if row is None else _row(row)
+        return None if row is None else json_row(row)
 
     def _batches(self, store: Store, request: Request) -> Any:
-        return [_row(r) for r in store.list_batches(limit=self._limit(request))]
+        return [json_row(r) for r in store.list_batches(limit=self._limit(request))]
 
     def _batch(self, store: Store, request: Request) -> Any:
         batch_id = request.path_params["id"]
         row = store.get_batch(batch_id)
         if row is None:
             return None
-        data = _row(row)
-        data["results"] = [_row(r) for r in store.results_for_batch(batch_id)]
-        data["rejected_applications"] = [_row(r) for r in store.rejected_for_batch(batch_id)]
+        data = json_row(row)
+        data["results"] = [json_row(r) for r in store.results_for_batch(batch_id)]
+        data["rejected_applications"] = [json_row(r) for r in store.rejected_for_batch(batch_id)]
         return data
 
     def _deliveries(self, store: Store, request: Request) -> Any:
@@ -136,7 +125,7 @@ class ReadApi:
             scoring_job_id=params.get("scoring_job"),
             limit=self._limit(request),
         )
-        return [_row(r) for r in rows]
+        return [json_row(r) for r in rows]
 
 
 def _unauthorized(reason: str) -> Response:

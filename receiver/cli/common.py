@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 from receiver.errors import ConfigError, NovaSinkError
+from receiver.rows import json_row, json_value
 from receiver.settings import Settings, load_settings
 from storage.errors import StorageError
 
@@ -138,20 +139,8 @@ def parse_since(text: str) -> datetime:
         return utcnow() - parse_age(text)
 
 
-def jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value
-
-
-def to_json(row: Mapping[Any, Any]) -> dict[str, Any]:
-    return {key: jsonable(value) for key, value in row.items()}
-
-
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, default=jsonable, indent=2))
+    typer.echo(json.dumps(data, ensure_ascii=False, default=json_value, indent=2))
 
 
 def _cell(value: Any) -> str:
@@ -189,7 +178,9 @@ def write_csv(rows: Iterable[Mapping[Any, Any]], out: Any) -> int:
         if writer is None:
             writer = csv.DictWriter(out, fieldnames=list(row.keys()))
             writer.writeheader()
-        record = {k: json.dumps(v) if isinstance(v, list) else jsonable(v) for k, v in row.items()}
+        record = {
+            k: json.dumps(v) if isinstance(v, list) else json_value(v) for k, v in row.items()
+        }
         writer.writerow(record)
         count += 1
     return count
@@ -198,6 +189,6 @@ def write_csv(rows: Iterable[Mapping[Any, Any]], out: Any) -> int:
 def write_jsonl(rows: Iterable[Mapping[Any, Any]], out: Any) -> int:
     count = 0
     for row in rows:
-        out.write(json.dumps(to_json(row), ensure_ascii=False) + "\n")
+        out.write(json.dumps(json_row(row), ensure_ascii=False) + "\n")
         count += 1
     return count

@@ -15,11 +15,11 @@ from receiver.cli.common import (
     print_table,
     settings,
     store_for,
-    to_json,
     utcnow,
     write_csv,
     write_jsonl,
 )
+from receiver.rows import json_row
 
 results_app = typer.Typer(help="Scoring results stored locally.", no_args_is_help=True)
 batches_app = typer.Typer(help="Tracked scoring batches.", no_args_is_help=True)
@@ -113,7 +113,7 @@ def results_list(
     with store_for(settings()) as store:
         rows = store.list_results(flt, limit=None if every else limit)
     if as_json:
-        print_json([to_json(row) for row in rows])
+        print_json([json_row(row) for row in rows])
     else:
         print_table(rows, RESULT_COLUMNS, "results")
 
@@ -125,7 +125,7 @@ def results_show(scoring_job_id: str, as_json: bool = JSON_OPTION) -> None:
         row = store.get_result(scoring_job_id)
     if row is None:
         fail(f"no result for scoring job {scoring_job_id!r}")
-    _show(to_json(row), as_json)
+    _show(json_row(row), as_json)
 
 
 @results_app.command("export")
@@ -169,7 +169,7 @@ def batches_list(
     with store_for(settings()) as store:
         rows = store.list_batches(status=status, limit=None if every else limit)
     if as_json:
-        print_json([to_json(row) for row in rows])
+        print_json([json_row(row) for row in rows])
     else:
         print_table(rows, BATCH_COLUMNS, "batches")
 
@@ -183,10 +183,10 @@ def batches_show(batch_id: str, as_json: bool = JSON_OPTION) -> None:
             fail(f"batch {batch_id!r} is not tracked")
         results = store.results_for_batch(batch_id)
         rejected = store.rejected_for_batch(batch_id)
-    record = to_json(row)
+    record = json_row(row)
     if as_json:
-        record["results"] = [to_json(r) for r in results]
-        record["rejected_applications"] = [to_json(r) for r in rejected]
+        record["results"] = [json_row(r) for r in results]
+        record["rejected_applications"] = [json_row(r) for r in rejected]
         print_json(record)
         return
     _show(record, False)
@@ -213,7 +213,7 @@ def deliveries_list(
             limit=None if every else limit,
         )
     if as_json:
-        print_json([to_json(row) for row in rows])
+        print_json([json_row(row) for row in rows])
     else:
         print_table(rows, DELIVERY_COLUMNS, "deliveries")
 
@@ -228,7 +228,7 @@ def deliveries_show(
         row = store.get_delivery(delivery)
     if row is None:
         fail(f"no delivery {delivery!r}")
-    _show(to_json(row), as_json)
+    _show(json_row(row), as_json)
 
 
 @deliveries_app.command("replay")
@@ -297,6 +297,6 @@ def secrets_status(as_json: bool = JSON_OPTION) -> None:
         name = fingerprint(secret)
         rows.append({"position": position, "fingerprint": name, "last_verified": last.get(name)})
     if as_json:
-        print_json([to_json(row) for row in rows])
+        print_json([json_row(row) for row in rows])
     else:
         print_table(rows, ("position", "fingerprint", "last_verified"), "secrets")

@@ -122,7 +122,7 @@ class Receiver:
             self.metrics.rejected.labels("503").inc()
             log.error("webhook_not_stored", delivery=key, event_type=name, error=str(exc))
             return _unavailable()
-        except Exception:
+        except Exception:  # a signed payload must never produce a 500: Nova retries a 503
             self.metrics.rejected.labels("503").inc()
             log.exception("webhook_ingest_failed", delivery=key, event_type=name)
             return _unavailable()

@@ -160,15 +160,22 @@ def print_table(rows: Sequence[Mapping[Any, Any]], columns: Sequence[str], title
         for row in rows:
             typer.echo("\t".join(_cell(row.get(c)).replace("\t", " ") for c in columns))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{title} ({len(rows)})", title_justify="left")
+    table = Table(title=f"{title} ({len(rows)})", title_justify="left", box=box.SIMPLE_HEAD)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=True)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    Console().print(table)
+    console = Console()
+    # Never fold ids and timestamps into unreadable slivers: a table wider than the
+    # terminal is printed at its natural width (like psql), and the terminal wraps it.
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    if natural > console.width:
+        console = Console(width=natural)
+    console.print(table)
 
 
 def write_csv(rows: Iterable[Mapping[Any, Any]], out: Any) -> int:

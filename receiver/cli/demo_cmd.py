@@ -54,11 +54,11 @@ def demo(
     rows = [
         {
             "batch": b.batch_id,
-            "nova_status": b.nova_status,
-            "nova_jobs": b.nova_jobs,
-            "local_results": b.local_jobs,
-            "field_for_field_equal": b.matching,
-            "rejected (nova/local)": f"{b.nova_rejected}/{b.local_rejected}",
+            "status": b.nova_status,
+            "jobs": b.nova_jobs,
+            "stored": b.local_jobs,
+            "identical": b.matching,
+            "rejected": f"{b.nova_rejected}/{b.local_rejected}",
             "equal": "yes" if b.equal else "NO",
         }
         for b in comparison.batches
@@ -74,7 +74,10 @@ def demo(
             }
         )
     else:
-        typer.echo("4. local store compared with fake Nova's truth, field by field:")
+        typer.echo(
+            "4. local store compared with fake Nova's truth, field by field "
+            "(jobs at Nova, results stored, identical in every field, rejected Nova/local):"
+        )
         print_table(rows, list(rows[0].keys()) if rows else [], "batches")
         for mismatch in comparison.mismatches[:10]:
             typer.echo(

@@ -340,7 +340,9 @@ class Store:
             else:
                 row["attempts"] += 1
         if folded:
-            self.conn.execute(_delivery_upsert(self._dialect), list(folded.values())).all()
+            # In key order: concurrent writers (other instances) take row locks alike.
+            rows = [folded[key] for key in sorted(folded)]
+            self.conn.execute(_delivery_upsert(self._dialect), rows).all()
 
     def update_delivery(
         self,

@@ -53,6 +53,12 @@ def fixture_postgres_url() -> str:
     return POSTGRES_URL
 
 
+@pytest.fixture(name="anyio_backend")
+def fixture_anyio_backend() -> str:
+    """Async tests (``@pytest.mark.anyio``) run on asyncio, like uvicorn and the CLI."""
+    return "asyncio"
+
+
 def migrated_sqlite_engine(path: Path, **kwargs: Any) -> Engine:
     """A migrated SQLite engine on ``path``, built the way the app builds its own."""
     engine = make_engine(f"sqlite:///{path}", **kwargs)

@@ -75,11 +75,6 @@ SUMMARY_KEYS = {
 _OWN_PREFIXES = ("NOVA_", "DATABASE_URL", "SQLITE_", "LOG_", "WEBHOOK_", "SINK_")
 
 
-@pytest.fixture(name="anyio_backend")
-def fixture_anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Sink:
     """A migrated SQLite file, its engine, and the environment the CLI runs with."""

@@ -9,9 +9,7 @@ second run must find nothing to fix. Several seeds, so "100 % of the time" has e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +24,7 @@ from receiver.nova import NovaClient
 from receiver.reconcile import Reconciler
 from receiver.settings import Settings
 from receiver.submit import submit_batches
-from storage import schema
-from storage.db import make_engine, transaction
+from storage.db import transaction
 from tests.fake_nova_helpers import API_KEY, TENANT, asgi_client
 from tests.servers import free_port
 
@@ -37,20 +34,6 @@ SECRET = "whsec_convergence_test_secret_0123"
 JOBS = ("job-backend", "job-frontend", "job-data")
 APPLICATIONS_PER_JOB = 350  # 14 batches of 25 per job: 42 batches
 REJECTED_EVERY = 21  # 1 in 21 resumes is "corrupt": 50 rejections, 1,000 scoring jobs
-
-
-@pytest.fixture(name="anyio_backend")
-def fixture_anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(name="engine")
-def fixture_engine(tmp_path: Path) -> Iterator[Engine]:
-    """A migrated SQLite file in ``tmp_path``."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'sink.db'}")
-    schema.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def applications(job_number: int) -> list[dict[str, Any]]:
@@ -74,7 +57,7 @@ def local_view(engine: Engine) -> tuple[dict[str, dict[str, Any]], dict[str, set
         return store.snapshot()
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 async def test_one_reconcile_after_lossy_webhooks_equals_nova_truth(
     engine: Engine, seed: int
 ) -> None:
@@ -94,7 +77,9 @@ async def test_one_reconcile_after_lossy_webhooks_equals_nova_truth(
         ),
         background_delivery=False,
     )
-    settings = Settings(nova_webhook_secrets=SECRET, database_url=str(engine.url))
+    settings = Settings(
+        nova_webhook_secrets=SECRET, database_url=engine.url.render_as_string(hide_password=False)
+    )
 
     async with (
         fake,

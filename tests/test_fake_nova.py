@@ -31,11 +31,6 @@ HEADERS = {"Authorization": f"Bearer {API_KEY}", "X-Tenant-Id": TENANT}
 TOLERANCE = timedelta(minutes=5)
 
 
-@pytest.fixture(name="anyio_backend")
-def fixture_anyio_backend() -> str:
-    return "asyncio"
-
-
 async def post_batch(
     fake: Any, body: Any, *, job_id: str = "job-1", headers: dict[str, str] | None = None
 ) -> httpx.Response:

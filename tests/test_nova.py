@@ -31,11 +31,6 @@ pytestmark = pytest.mark.anyio
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-@pytest.fixture(name="anyio_backend")
-def fixture_anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(autouse=True)
 def _no_retry_sleeps() -> Iterator[None]:
     """stamina's test mode: no backoff sleeps, but the client's own attempt cap still applies."""

@@ -26,8 +26,7 @@ from receiver.fake_nova import FakeBatch, FakeNova, FakeNovaConfig, create_fake_
 from receiver.nova import LegacyJobRef, NovaClient
 from receiver.reconcile import LEASE_NAME, Reconciler, Summary, batch_settled, plan_legacy_fetches
 from receiver.submit import submit_batches
-from storage import schema
-from storage.db import make_engine, transaction
+from storage.db import transaction
 from storage.errors import LeaseHeld
 from storage.records import BatchState, ScoringResult, Status
 from tests.fake_nova_helpers import (
@@ -42,20 +41,6 @@ from tests.servers import free_port
 
 NOVA_SINK = Path(sys.executable).parent / "nova-sink"
 _OWN_PREFIXES = ("NOVA_", "DATABASE_URL", "SQLITE_", "LOG_", "WEBHOOK_", "SINK_")
-
-
-@pytest.fixture(name="anyio_backend")
-def fixture_anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(name="engine")
-def fixture_engine(tmp_path: Path) -> Iterator[Engine]:
-    """A migrated SQLite file in ``tmp_path``."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'sink.db'}")
-    schema.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(name="clock")
@@ -683,7 +668,7 @@ async def test_two_reconcile_processes_started_together_one_exits_1_saying_anoth
     batches = fake.state.create_batches(8, 3, tenant_id=TENANT)
     track(engine, batches, datetime.now(UTC))
     port = free_port()
-    env = cli_env(f"sqlite:///{tmp_path / 'sink.db'}", f"http://127.0.0.1:{port}")
+    env = cli_env(engine.url.render_as_string(hide_password=False), f"http://127.0.0.1:{port}")
     args = [str(NOVA_SINK), "reconcile", "--concurrency", "1"]
 
     async def run() -> tuple[int, str, str]:

@@ -11,7 +11,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,13 +28,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Settings the receiver reads: the developer's shell must not leak them into a bench server.
 _OWN_PREFIXES = ("NOVA_", "DATABASE_URL", "SQLITE_", "LOG_", "WEBHOOK_", "SINK_")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def clean_env(**extra: str) -> dict[str, str]:

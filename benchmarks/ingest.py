@@ -39,7 +39,6 @@ from _common import (
     clean_env,
     cpu_seconds,
     dump_json,
-    free_port,
     machine,
     migrated_sqlite,
     percentile,
@@ -48,6 +47,8 @@ from _common import (
     table,
     uvicorn_impl,
 )
+
+from receiver.demo import free_port
 
 SECRET = "whsec_benchmark_secret_0123456789"  # noqa: S105 - a throwaway loopback secret
 PATH = "/webhooks/nova"

@@ -29,13 +29,14 @@ from _common import (
     clean_env,
     cpu_seconds,
     dump_json,
-    free_port,
     machine,
     migrated_sqlite,
     start_process,
     table,
     uvicorn_impl,
 )
+
+from receiver.demo import free_port
 
 TENANT = "tenant-bench"
 API_KEY = "sk_test_bench"

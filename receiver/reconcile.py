@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from receiver.errors import NovaApiError, NovaHttpError
+from receiver.errors import NovaApiError
 from receiver.nova import LegacyJobRef, NovaClient
 from storage.db import Engine, transaction
 from storage.errors import LeaseHeld
@@ -308,7 +308,7 @@ class Reconciler:
                 self._progress()
 
     def _error(self, exc: NovaApiError) -> None:
-        kind = exc.kind if not isinstance(exc, NovaHttpError) else f"http_{exc.status}"
+        kind = exc.kind
         self.summary.errors[kind] += 1
         where = "; ".join(getattr(exc, "__notes__", ()))
         self.summary.error_details.append({"kind": kind, "where": where, "error": str(exc)})

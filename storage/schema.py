@@ -48,12 +48,6 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     return current(engine)
 
 
-def ensure_current(engine: Engine) -> None:
-    """Bring the schema to HEAD when it is not (cheap when it already is)."""
-    if current(engine) != HEAD:
-        upgrade(engine)
-
-
 def script_head() -> str | None:
     """Alembic's own idea of the head revision (tests compare it with ``HEAD``)."""
     from alembic.script import ScriptDirectory

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from receiver.demo import free_port
 from receiver.signatures import sign
 from storage import schema
 from storage.db import make_engine
@@ -41,14 +41,6 @@ CLEAN_EXITS = (0, -signal.SIGTERM)
 _STARTED = "Application startup complete."
 # Settings the receiver reads; a developer's shell must not leak them into a test server.
 _OWN_PREFIXES = ("NOVA_", "DATABASE_URL", "SQLITE_", "LOG_", "WEBHOOK_", "SINK_")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def sqlite_url(path: Path) -> str:

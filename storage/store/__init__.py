@@ -1,0 +1,26 @@
+"""Every SQL statement of nova-sink, one module per aggregate behind the ``Store`` facade.
+
+``Store`` never commits: callers own the transaction (``storage.db.transaction``). Writes
+are single statements where concurrency could race (``INSERT … ON CONFLICT``). Statements
+that differ by dialect live in ``storage.store.dialect``.
+
+- ``results``: scoring jobs, merged by the precedence rules
+- ``batches``: tracked batches and intake rejections
+- ``inbox``: deliveries, raw bodies and attempts
+- ``runs``: reconcile runs and the lease
+- ``admin``: retention, erasure, stats, schema probe
+"""
+
+from __future__ import annotations
+
+from storage.store.admin import AdminQueries
+from storage.store.batches import BatchQueries
+from storage.store.inbox import InboxQueries
+from storage.store.results import Change, ResultFilter, ResultQueries
+from storage.store.runs import RunQueries
+
+__all__ = ["Change", "ResultFilter", "Store"]
+
+
+class Store(ResultQueries, BatchQueries, InboxQueries, RunQueries, AdminQueries):
+    """Typed queries over one open connection (and its transaction)."""

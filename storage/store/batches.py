@@ -1,0 +1,129 @@
+"""Tracked batches and the applications Nova rejected at intake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+
+from storage.records import (
+    BatchState,
+    RejectedApplication,
+)
+from storage.store._base import StoreBase
+from storage.store.tables import BATCHES, REJECTED, b, j, r
+
+
+class BatchQueries(StoreBase):
+    def track_batch(self, state: BatchState, *, now: datetime) -> bool:
+        """Start tracking a batch; False when it was tracked already (nothing changes then)."""
+        inserted = self.conn.execute(
+            self._insert(BATCHES)
+            .values(**_batch_values(state), tracked_at=now, due=True)
+            .on_conflict_do_nothing(index_elements=["batch_id"])
+            .returning(b.batch_id)
+        ).first()
+        return inserted is not None
+
+    def update_batch(
+        self, state: BatchState, *, now: datetime, due: bool, reconciled: bool = False
+    ) -> None:
+        """Insert or update a batch from Nova's view of it (never back to pending)."""
+        stmt = self._insert(BATCHES).values(**_batch_values(state), tracked_at=now, due=due)
+        ex = stmt.excluded
+        keep_terminal = sa.and_(ex.status == "pending", b.status != "pending")
+        set_: dict[str, Any] = {
+            "tenant_id": sa.func.coalesce(b.tenant_id, ex.tenant_id),
+            "status": sa.case((keep_terminal, b.status), else_=ex.status),
+            "nova_status": sa.case((keep_terminal, b.nova_status), else_=ex.nova_status),
+            "due": ex.due,
+        }
+        for column in ("total_jobs", "completed_jobs", "failed_jobs", "created_at", "completed_at"):
+            set_[column] = sa.func.coalesce(ex[column], b[column])
+        if reconciled:
+            set_["last_reconciled_at"] = now
+        self.conn.execute(stmt.on_conflict_do_update(index_elements=["batch_id"], set_=set_))
+
+    def get_batch(self, batch_id: str) -> RowMapping | None:
+        return (
+            self.conn.execute(sa.select(BATCHES).where(b.batch_id == batch_id)).mappings().first()
+        )
+
+    def list_batches(
+        self, *, status: str | None = None, limit: int | None = 50
+    ) -> list[RowMapping]:
+        query = sa.select(BATCHES).order_by(b.tracked_at.desc(), b.batch_id).limit(limit)
+        if status is not None:
+            query = query.where(b.status == status)
+        return list(self.conn.execute(query).mappings())
+
+    def batches_to_reconcile(
+        self, *, older_than: datetime, batch_id: str | None = None
+    ) -> list[RowMapping]:
+        """Batches with a gap: due, not terminal, fewer local results than Nova's counts,
+        or holding a pending job first seen before ``older_than``."""
+        terminal_here = (
+            sa.select(sa.func.count())
+            .where(j.batch_id == b.batch_id, j.status != "pending")
+            .scalar_subquery()
+        )
+        old_pending = sa.exists().where(
+            j.batch_id == b.batch_id, j.status == "pending", j.first_seen_at < older_than
+        )
+        query = sa.select(BATCHES).order_by(b.batch_id)
+        if batch_id is not None:
+            query = query.where(b.batch_id == batch_id)
+        else:
+            expected = sa.func.coalesce(b.completed_jobs, 0) + sa.func.coalesce(b.failed_jobs, 0)
+            query = query.where(
+                sa.or_(
+                    b.due.is_(True),
+                    b.status == "pending",
+                    terminal_here < expected,
+                    old_pending,
+                )
+            )
+        return list(self.conn.execute(query).mappings())
+
+    def record_rejected(self, rejected: Iterable[RejectedApplication], *, now: datetime) -> int:
+        """Record intake rejections; returns how many were new."""
+        added = 0
+        for item in rejected:
+            inserted = self.conn.execute(
+                self._insert(REJECTED)
+                .values(
+                    batch_id=item.batch_id,
+                    application_id=item.application_id,
+                    code=item.code,
+                    message=item.message,
+                    reason=item.reason,
+                    recorded_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["batch_id", "application_id"])
+                .returning(r.application_id)
+            ).first()
+            added += inserted is not None
+        return added
+
+    def rejected_for_batch(self, batch_id: str) -> list[RowMapping]:
+        query = sa.select(REJECTED).where(r.batch_id == batch_id).order_by(r.application_id)
+        return list(self.conn.execute(query).mappings())
+
+
+def _batch_values(state: BatchState) -> dict[str, Any]:
+    return {
+        "batch_id": state.batch_id,
+        "job_id": state.job_id,
+        "tenant_id": state.tenant_id,
+        "api": state.api,
+        "status": state.status,
+        "nova_status": state.nova_status,
+        "total_jobs": state.total_jobs,
+        "completed_jobs": state.completed_jobs,
+        "failed_jobs": state.failed_jobs,
+        "created_at": state.created_at,
+        "completed_at": state.completed_at,
+    }

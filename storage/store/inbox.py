@@ -1,0 +1,117 @@
+"""The inbox: one row per delivery, with its raw body, outcome and attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+
+from storage.records import (
+    InboundDelivery,
+)
+from storage.store._base import StoreBase
+from storage.store.dialect import delivery_upsert
+from storage.store.tables import DELIVERIES, d
+
+
+class InboxQueries(StoreBase):
+    def record_delivery(self, delivery: InboundDelivery, *, outcome: str, now: datetime) -> bool:
+        """Keep one row per delivery key and count attempts; True when the row is new."""
+        params = _delivery_params(delivery, outcome, now)
+        attempts: int = self.conn.execute(delivery_upsert(self._dialect), params).scalar_one()
+        return attempts == 1
+
+    def record_deliveries(
+        self, deliveries: Sequence[tuple[InboundDelivery, str]], *, now: datetime
+    ) -> None:
+        """``record_delivery`` for a whole commit group, in one statement.
+
+        Repeats of one delivery key inside the group are folded into one row first: a
+        multi-row upsert may not touch the same row twice (PostgreSQL refuses it).
+        """
+        folded: dict[str, dict[str, Any]] = {}
+        for delivery, outcome in deliveries:
+            row = folded.get(delivery.delivery_key)
+            if row is None:
+                folded[delivery.delivery_key] = _delivery_params(delivery, outcome, now)
+            else:
+                row["attempts"] += 1
+        if folded:
+            # In key order: concurrent writers (other instances) take row locks alike.
+            rows = [folded[key] for key in sorted(folded)]
+            self.conn.execute(delivery_upsert(self._dialect), rows).all()
+
+    def update_delivery(
+        self,
+        delivery_id: int,
+        *,
+        outcome: str,
+        event: str | None,
+        scoring_job_id: str | None,
+        batch_id: str | None,
+    ) -> None:
+        """Record what a replay made of a stored delivery."""
+        values = {
+            "outcome": outcome,
+            "event": event,
+            "scoring_job_id": scoring_job_id,
+            "batch_id": batch_id,
+        }
+        self.conn.execute(sa.update(DELIVERIES).where(d.id == delivery_id).values(values))
+
+    def unparsed_delivery_ids(self) -> list[int]:
+        query = sa.select(d.id).where(d.outcome == "stored-unparsed", d.raw_body.is_not(None))
+        return [int(i) for i in self.conn.execute(query.order_by(d.id)).scalars()]
+
+    def get_delivery(self, key: str) -> RowMapping | None:
+        """By numeric id, webhook id, or delivery key."""
+        clauses = [d.delivery_key == key, d.webhook_id == key]
+        if key.isdigit():
+            clauses.append(d.id == int(key))
+        query = sa.select(DELIVERIES).where(sa.or_(*clauses)).order_by(d.id).limit(1)
+        return self.conn.execute(query).mappings().first()
+
+    def list_deliveries(
+        self,
+        *,
+        event: str | None = None,
+        outcome: str | None = None,
+        scoring_job_id: str | None = None,
+        limit: int | None = 50,
+    ) -> list[RowMapping]:
+        """Newest first, without the raw bodies."""
+        columns = [c for c in DELIVERIES.c if c.name != "raw_body"]
+        query = sa.select(*columns).order_by(d.id.desc()).limit(limit)
+        if event is not None:
+            query = query.where(d.event == event)
+        if outcome is not None:
+            query = query.where(d.outcome == outcome)
+        if scoring_job_id is not None:
+            query = query.where(d.scoring_job_id == scoring_job_id)
+        return list(self.conn.execute(query).mappings())
+
+    def last_delivery_by_fingerprint(self) -> dict[str, datetime]:
+        query = sa.select(d.secret_fingerprint, sa.func.max(d.last_received_at)).group_by(
+            d.secret_fingerprint
+        )
+        return {str(fp): when for fp, when in self.conn.execute(query)}
+
+
+def _delivery_params(delivery: InboundDelivery, outcome: str, now: datetime) -> dict[str, Any]:
+    return {
+        "delivery_key": delivery.delivery_key,
+        "webhook_id": delivery.webhook_id,
+        "event": delivery.event,
+        "scoring_job_id": delivery.scoring_job_id,
+        "batch_id": delivery.batch_id,
+        "outcome": outcome,
+        "signature_scheme": delivery.signature_scheme,
+        "secret_fingerprint": delivery.secret_fingerprint,
+        "received_at": now,
+        "last_received_at": now,
+        "attempts": 1,
+        "raw_body": delivery.body,
+    }

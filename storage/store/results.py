@@ -1,0 +1,197 @@
+"""Results: one row per ``scoringJobId``, merged by the precedence rules of ``storage.records``.
+
+The one read-decide-write path (a result that already exists) locks its row first
+(``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+
+from storage.records import (
+    Outcome,
+    ScoringResult,
+    StoredState,
+    decide,
+    merge,
+)
+from storage.store._base import StoreBase
+from storage.store.dialect import job_insert
+from storage.store.tables import JOBS, b, j, r
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one ``apply_result`` did: the precedence outcome, and whether the row changed
+    (``changed`` includes gap-filling, e.g. a batch id or timestamps the webhook lacked)."""
+
+    outcome: Outcome
+    created: bool
+    changed: bool
+
+    @property
+    def updated(self) -> bool:
+        """An existing result took a new status or new data (not only filled gaps)."""
+        return not self.created and self.outcome is Outcome.APPLIED
+
+
+@dataclass(frozen=True, slots=True)
+class ResultFilter:
+    """Filters shared by ``results list`` and ``results export`` and the read API."""
+
+    job_id: str | None = None
+    batch_id: str | None = None
+    application_id: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+
+
+class ResultQueries(StoreBase):
+    def apply_result(
+        self, result: ScoringResult, *, source: str, now: datetime, delivered: bool = False
+    ) -> Change:
+        """Insert or merge ``result`` by the precedence rules; ``delivered`` counts a webhook."""
+        values = result.columns()
+        params = {
+            **values,
+            "source": source,
+            "first_seen_at": now,
+            "updated_at": now,
+            "delivery_count": int(delivered),
+        }
+        inserted = self.conn.execute(job_insert(self._dialect), params).first()
+        if inserted is not None:
+            return Change(Outcome.APPLIED, created=True, changed=True)
+
+        row = (
+            self.conn.execute(
+                sa.select(JOBS).where(j.scoring_job_id == result.scoring_job_id).with_for_update()
+            )
+            .mappings()
+            .one()
+        )
+        outcome = decide(StoredState(row["status"], row["completed_at"], row["failed_at"]), result)
+        updates = merge(row, result, outcome)
+        if outcome is Outcome.APPLIED:
+            updates["source"] = source
+        changed = bool(updates)
+        if changed:
+            updates["updated_at"] = now
+        if delivered:
+            updates["delivery_count"] = j.delivery_count + 1
+        if updates:
+            self.conn.execute(
+                sa.update(JOBS).where(j.scoring_job_id == result.scoring_job_id).values(updates)
+            )
+        return Change(outcome, created=False, changed=changed)
+
+    def insert_new_results(
+        self, results: Sequence[ScoringResult], *, source: str, now: datetime, delivered: bool
+    ) -> set[str]:
+        """Insert, in one statement, every result whose scoring job is not stored yet.
+
+        Returns the ids inserted (each for its first occurrence in ``results``); the
+        others must go through ``apply_result``, which merges by precedence. One multi-row
+        ``INSERT … ON CONFLICT DO NOTHING`` costs far less than one statement per row.
+        """
+        if not results:
+            return set()
+        rows = [
+            {
+                **result.columns(),
+                "source": source,
+                "first_seen_at": now,
+                "updated_at": now,
+                "delivery_count": int(delivered),
+            }
+            for result in results
+        ]
+        inserted = self.conn.execute(job_insert(self._dialect), rows)
+        return {str(scoring_job_id) for (scoring_job_id,) in inserted}
+
+    def track_pending_jobs(
+        self,
+        *,
+        scoring_job_ids: Sequence[str],
+        batch_id: str | None,
+        job_id: str,
+        tenant_id: str | None,
+        now: datetime,
+    ) -> int:
+        """Record scoring jobs we know exist (from ``submit``); returns how many were new."""
+        added = 0
+        for scoring_job_id in scoring_job_ids:
+            result = ScoringResult(
+                scoring_job_id=scoring_job_id,
+                status="pending",
+                job_id=job_id,
+                batch_id=batch_id,
+                tenant_id=tenant_id,
+            )
+            added += self.apply_result(result, source="submit", now=now).created
+        return added
+
+    def get_result(self, scoring_job_id: str) -> RowMapping | None:
+        return (
+            self.conn.execute(sa.select(JOBS).where(j.scoring_job_id == scoring_job_id))
+            .mappings()
+            .first()
+        )
+
+    def _filtered(self, flt: ResultFilter) -> sa.Select[Any]:
+        query = sa.select(JOBS)
+        if flt.job_id is not None:
+            query = query.where(j.job_id == flt.job_id)
+        if flt.batch_id is not None:
+            query = query.where(j.batch_id == flt.batch_id)
+        if flt.application_id is not None:
+            query = query.where(j.application_id == flt.application_id)
+        if flt.status is not None:
+            query = query.where(j.status == flt.status)
+        if flt.since is not None:
+            query = query.where(j.updated_at >= flt.since)
+        return query
+
+    def list_results(self, flt: ResultFilter, *, limit: int | None = 50) -> list[RowMapping]:
+        """Newest first (by last update)."""
+        query = self._filtered(flt).order_by(j.updated_at.desc(), j.scoring_job_id).limit(limit)
+        return list(self.conn.execute(query).mappings())
+
+    def iter_results(self, flt: ResultFilter) -> Iterator[RowMapping]:
+        """Every matching result, streamed in id order (for export)."""
+        query = self._filtered(flt).order_by(j.scoring_job_id)
+        result = self.conn.execution_options(yield_per=500).execute(query)
+        yield from result.mappings()
+
+    def results_for_batch(self, batch_id: str) -> list[RowMapping]:
+        return list(
+            self.conn.execute(
+                sa.select(JOBS).where(j.batch_id == batch_id).order_by(j.scoring_job_id)
+            ).mappings()
+        )
+
+    def snapshot(self) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
+        """Every result by scoring job id, and rejected application ids by batch id: the
+        local side of a comparison with Nova's truth (demo, tests, benchmarks)."""
+        results = {row["scoring_job_id"]: dict(row) for row in self.iter_results(ResultFilter())}
+        rejected: dict[str, set[str]] = {}
+        for batch_id, application_id in self.conn.execute(sa.select(r.batch_id, r.application_id)):
+            rejected.setdefault(batch_id, set()).add(application_id)
+        return results, rejected
+
+    def stale_pending_jobs(self, *, older_than: datetime) -> list[RowMapping]:
+        """Pending scoring jobs no tracked batch will cover, first seen before ``older_than``."""
+        untracked = ~sa.exists().where(b.batch_id == j.batch_id)
+        query = (
+            sa.select(JOBS)
+            .where(j.status == "pending", j.first_seen_at < older_than)
+            .where(sa.or_(j.batch_id.is_(None), untracked))
+            .order_by(j.scoring_job_id)
+        )
+        return list(self.conn.execute(query).mappings())

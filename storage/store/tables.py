@@ -1,0 +1,15 @@
+"""The tables the store's statements are built on, with short column namespaces."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from storage.models import Batch, Delivery, Lease, ReconcileRun, RejectedApplicationRow, ScoringJob
+
+JOBS: sa.Table = ScoringJob.__table__  # type: ignore[attr-defined]
+BATCHES: sa.Table = Batch.__table__  # type: ignore[attr-defined]
+REJECTED: sa.Table = RejectedApplicationRow.__table__  # type: ignore[attr-defined]
+DELIVERIES: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+RUNS: sa.Table = ReconcileRun.__table__  # type: ignore[attr-defined]
+LEASES: sa.Table = Lease.__table__  # type: ignore[attr-defined]
+j, b, r, d = JOBS.c, BATCHES.c, REJECTED.c, DELIVERIES.c

@@ -8,28 +8,55 @@ the v1 batch-status shape per batch (``{"batches": [{"batch", "scoringJobs",
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from receiver.events import normalize_status
 from receiver.signatures import parse_timestamp
+from storage.records import ScoringResult
 
-# (local column, Nova field, converter) for every field a webhook or the API can carry.
-_FIELDS: tuple[tuple[str, str], ...] = (
-    ("job_id", "jobId"),
-    ("application_id", "applicationId"),
-    ("score", "score"),
-    ("error_code", "errorCode"),
-    ("error_message", "errorMessage"),
-)
-_ASSESSMENT: tuple[tuple[str, str], ...] = (
-    ("verdict", "verdict"),
-    ("strengths", "strengths"),
-    ("concerns", "concerns"),
-    ("interview_focus", "interviewFocus"),
-)
-_TIMES: tuple[tuple[str, str], ...] = (("completed_at", "completedAt"), ("failed_at", "failedAt"))
+# Where each stored result field sits in Nova's v1 scoring job (a path of keys). Together
+# with the exclusions below this must name every field of ``ScoringResult``: a stored
+# field added later and named in neither stops the import, so CONVERGED cannot skip it.
+_NOVA_PATHS: dict[str, tuple[str, ...]] = {
+    "status": ("status",),
+    "job_id": ("jobId",),
+    "application_id": ("applicationId",),
+    "criteria_version_id": ("criteriaVersionId",),
+    "is_rescore": ("isRescore",),
+    "score": ("score",),
+    "verdict": ("assessment", "verdict"),
+    "strengths": ("assessment", "strengths"),
+    "concerns": ("assessment", "concerns"),
+    "interview_focus": ("assessment", "interviewFocus"),
+    "error_code": ("errorCode",),
+    "error_message": ("errorMessage",),
+    "queued_at": ("queuedAt",),
+    "started_at": ("startedAt",),
+    "completed_at": ("completedAt",),
+    "failed_at": ("failedAt",),
+}
+_NOT_COMPARED: dict[str, str] = {
+    "scoring_job_id": "the key both sides are matched on",
+    "batch_id": "compared with the batch that lists the job",
+    "tenant_id": "the batch-status response does not carry it",
+    "nova_status": "Nova's spelling differs by API generation; status is compared",
+    "error_type": "only the oldest webhooks carry it",
+}
+_TIMES = frozenset({"queued_at", "started_at", "completed_at", "failed_at"})
+_LISTS = frozenset({"strengths", "concerns", "interview_focus"})
+
+
+def _check_field_coverage() -> tuple[str, ...]:
+    declared = [f.name for f in fields(ScoringResult)]
+    unmapped = [name for name in declared if name not in _NOVA_PATHS | _NOT_COMPARED]
+    if unmapped:
+        raise RuntimeError(f"convergence: no Nova field for stored field(s) {unmapped}")
+    return tuple(name for name in declared if name in _NOVA_PATHS)
+
+
+COMPARED_FIELDS = _check_field_coverage()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +100,22 @@ def _time(value: Any) -> datetime | None:
     return parse_timestamp(value) if isinstance(value, str) else None
 
 
+def _nova_value(job: Mapping[str, Any], column: str) -> Any:
+    value: Any = job
+    for key in _NOVA_PATHS[column]:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    if column == "status":
+        return normalize_status(value)
+    if column in _TIMES:
+        return _time(value)
+    if column in _LISTS and value is not None:
+        return list(value)
+    return value
+
+
 def _expected(job: Mapping[str, Any], batch_id: str) -> dict[str, Any]:
-    assessment = job.get("assessment") or {}
-    expected: dict[str, Any] = {
-        "status": normalize_status(job["status"]),
-        "batch_id": batch_id,
-    }
-    expected.update({column: job.get(name) for column, name in _FIELDS})
-    expected.update({column: assessment.get(name) for column, name in _ASSESSMENT})
-    expected.update({column: _time(job.get(name)) for column, name in _TIMES})
+    expected = {column: _nova_value(job, column) for column in COMPARED_FIELDS}
+    expected["batch_id"] = batch_id
     return expected
 
 

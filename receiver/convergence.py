@@ -7,7 +7,7 @@ the v1 batch-status shape per batch (``{"batches": [{"batch", "scoringJobs",
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -57,6 +57,13 @@ def _check_field_coverage() -> tuple[str, ...]:
 
 
 COMPARED_FIELDS = _check_field_coverage()
+# The legacy single-job response (``GET /v1/score/{id}``) carries no criteria version,
+# rescore flag, queue or start time: a legacy batch converges on the rest.
+LEGACY_FIELDS = tuple(
+    name
+    for name in COMPARED_FIELDS
+    if name not in {"criteria_version_id", "is_rescore", "queued_at", "started_at"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +120,8 @@ def _nova_value(job: Mapping[str, Any], column: str) -> Any:
     return value
 
 
-def _expected(job: Mapping[str, Any], batch_id: str) -> dict[str, Any]:
-    expected = {column: _nova_value(job, column) for column in COMPARED_FIELDS}
+def _expected(job: Mapping[str, Any], batch_id: str, columns: Sequence[str]) -> dict[str, Any]:
+    expected = {column: _nova_value(job, column) for column in columns}
     expected["batch_id"] = batch_id
     return expected
 
@@ -123,8 +130,13 @@ def compare(
     truth: Mapping[str, Any],
     results: Mapping[str, Mapping[str, Any]],
     rejected: Mapping[str, set[str]],
+    *,
+    columns: Sequence[str] = COMPARED_FIELDS,
 ) -> Comparison:
-    """``results`` maps scoring job id → stored row; ``rejected`` batch id → application ids."""
+    """``results`` maps scoring job id → stored row; ``rejected`` batch id → application ids.
+
+    ``columns`` are the stored fields compared (``LEGACY_FIELDS`` for legacy batches).
+    """
     comparison = Comparison()
     for entry in truth["batches"]:
         batch = entry["batch"]
@@ -146,7 +158,7 @@ def compare(
             summary.local_jobs += 1
             wrong = [
                 Mismatch(batch_id, job["id"], column, value, row.get(column))
-                for column, value in _expected(job, batch_id).items()
+                for column, value in _expected(job, batch_id, columns).items()
                 if row.get(column) != value
             ]
             comparison.mismatches.extend(wrong)

@@ -285,8 +285,8 @@ async def test_malformed_rate_breaks_successful_bodies_only() -> None:
     """malformed_rate=1 garbles 2xx bodies; errors stay well-formed."""
     fake = make_fake(malformed_rate=1.0)
     batch = fake.state.create_batch("job-1", TENANT, ["a"])
-    good = (await get(make_fake(), "/v1/score/batch/x")).json()
-    assert good["code"] == "BATCH_NOT_FOUND"
+    error = await get(fake, "/v1/score/batch/x")
+    assert_nova_error(error, 404, "BATCH_NOT_FOUND")  # the same fake: errors stay intact
     garbled = await get(fake, f"/v1/score/batch/{batch.id}")
     assert garbled.status_code == 200
     try:

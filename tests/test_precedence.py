@@ -207,7 +207,25 @@ def _apply_in_one_transaction(
     return {column: row[column] for column in COMPARED}
 
 
-def test_winner_is_highest_rank_then_latest() -> None:
-    """Sanity check of the generator: a completion's content is a function of its time."""
-    assert _event("completed", -3) == _event("completed", -3)
-    assert _event("completed", -3).completed_at == NOW - timedelta(minutes=3)
+_RANK = {"pending": 0, "failed": 1, "completed": 2}
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sequence=events)
+def test_property_winner_is_highest_rank_then_latest(
+    shared_engine: Engine, sequence: list[ScoringResult]
+) -> None:
+    """The stored row is the highest-ranked state, the latest of those (an oracle, not decide)."""
+    best = max(_RANK[result.status] for result in sequence)
+    winner = max(
+        (result for result in sequence if _RANK[result.status] == best),
+        key=lambda result: result.event_at or NOW - timedelta(days=1),
+    )
+    row = _apply_in_one_transaction(shared_engine, sequence, uuid.uuid4().hex)
+    assert row["status"] == winner.status
+    assert (row["completed_at"], row["failed_at"]) == (winner.completed_at, winner.failed_at)
+    assert row["score"] == winner.score

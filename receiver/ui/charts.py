@@ -75,21 +75,22 @@ def bars_svg(items: Sequence[tuple[str, int]], *, title: str) -> Markup:
     if not items:
         return Markup('<p class="empty">Nothing in this window.</p>')
     peak = max(n for _, n in items) or 1
-    row, label_w = 26, 130
+    # Narrower than the histogram: the text stays legible in a third of a laptop screen.
+    width, row, label_w = 360, 26, 120
     height = row * len(items) + 4
     parts = [
-        f'<svg class="chart bars" viewBox="0 0 {_WIDTH} {height}" role="img" '
+        f'<svg class="chart bars" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
     ]
     for index, (label, n) in enumerate(items):
         y = index * row + 4
-        width = (_WIDTH - label_w - 60) * n / peak
+        bar = (width - label_w - 50) * n / peak
         css = "bar warn" if label == "stored-unparsed" else "bar"
         parts.append(f'<text class="axis" x="0" y="{y + 15}">{escape(label)}</text>')
         parts.append(
-            f'<rect class="{css}" x="{label_w}" y="{y}" width="{width:.1f}" height="{row - 8}"/>'
+            f'<rect class="{css}" x="{label_w}" y="{y}" width="{bar:.1f}" height="{row - 8}"/>'
         )
-        parts.append(f'<text class="count" x="{label_w + width + 6:.1f}" y="{y + 15}">{n}</text>')
+        parts.append(f'<text class="count" x="{label_w + bar + 6:.1f}" y="{y + 15}">{n}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every value in it is a number or escaped

@@ -90,7 +90,11 @@ def test_score_histogram_counts_completed_scores_of_the_job(engine: Engine) -> N
         store.apply_result(failed("sj_f"), source="webhook", now=NOW)
         store.apply_result(completed("sj_x", score=1, job_id="job-x"), source="webhook", now=NOW)
         histogram = store.score_histogram("job-123")
-    assert histogram == {7: 2, 9: 1}
+        capped = store.score_histogram("job-123", cap=2)
+    assert histogram.counts == {7: 2, 9: 1}
+    assert not histogram.capped
+    assert capped.capped
+    assert sum(capped.counts.values()) <= 2
 
 
 def test_deliveries_page_is_newest_first_with_bodies_and_filters(engine: Engine) -> None:
@@ -115,8 +119,22 @@ def test_outcomes_since_counts_only_the_window(engine: Engine) -> None:
         store.record_delivery(inbound("old"), outcome="applied", now=NOW - timedelta(days=2))
         store.record_delivery(inbound("new1"), outcome="applied", now=NOW)
         store.record_delivery(inbound("new2"), outcome="stale", now=NOW)
-        counts = store.outcomes_since(NOW - timedelta(hours=24))
-    assert counts == {"applied": 1, "stale": 1}
+        outcomes = store.outcomes_since(NOW - timedelta(hours=24))
+    assert outcomes.counts == {"applied": 1, "stale": 1}
+    assert not outcomes.capped
+
+
+def test_outcomes_since_counts_at_most_the_latest_cap(engine: Engine) -> None:
+    """Past the cap only the newest deliveries are counted, and the result says so."""
+    with transaction(engine) as store:
+        store.record_delivery(inbound("m1"), outcome="stale", now=at(-3))
+        store.record_delivery(inbound("m2"), outcome="applied", now=at(-2))
+        store.record_delivery(inbound("m3"), outcome="applied", now=at(-1))
+        outcomes = store.outcomes_since(NOW - timedelta(hours=24), cap=2)
+        nothing = store.outcomes_since(NOW + timedelta(minutes=1))
+    assert outcomes.counts == {"applied": 2}
+    assert outcomes.capped
+    assert nothing.counts == {}
 
 
 def test_recent_verifications_group_by_secret_and_scheme(engine: Engine) -> None:

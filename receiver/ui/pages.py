@@ -65,10 +65,11 @@ def overview(
         "next": _next(params, "after", cursor),
         "runs": runs,
         "outcomes_chart": charts.bars_svg(
-            sorted(outcomes.items(), key=lambda item: -item[1]),
+            sorted(outcomes.counts.items(), key=lambda item: -item[1]),
             title="Deliveries by outcome, last 24 hours",
         ),
-        "outcomes_total": sum(outcomes.values()),
+        "outcomes_total": sum(outcomes.counts.values()),
+        "outcomes_capped": outcomes.capped,
         "lag": views.lag_summary([(lag.finished_at, lag.received_at) for lag in lags]),
         "verifications": [
             (v, known.get(v.secret_fingerprint)) for v in store.recent_verifications()
@@ -91,13 +92,13 @@ def batch(store: Store, batch_id: str, params: Mapping[str, str]) -> Page | None
         cursor = encode_cursor(results[-1]["scoring_job_id"])
     counts = store.local_counts([batch_id])[batch_id]
     runs = store.list_runs(limit=1)
+    histogram = store.score_histogram(row["job_id"])
     context = {
         "batch": views.batch_view(row, counts, runs[0] if runs else None),
         "results": results,
         "rejected": store.rejected_for_batch(batch_id),
-        "chart": charts.histogram_svg(
-            store.score_histogram(row["job_id"]), title=f"Scores of job {row['job_id']}"
-        ),
+        "chart": charts.histogram_svg(histogram.counts, title=f"Scores of job {row['job_id']}"),
+        "chart_capped": histogram.capped,
         "filters": {"status": status or ""},
         "statuses": STATUSES,
         "next": _next(params, "after", cursor),

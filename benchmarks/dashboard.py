@@ -11,6 +11,7 @@ HTTP round trip to that server).
 
     uv run python benchmarks/dashboard.py [--quick] [--json] [--results N] [--jobs N]
                                           [--postgres]
+    uv run python benchmarks/dashboard.py --screenshot docs/dashboard.png
 """
 
 from __future__ import annotations
@@ -30,10 +31,19 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from _common import clean_env, dump_json, machine, percentile, start_uvicorn, table
+from _common import (
+    clean_env,
+    dump_json,
+    machine,
+    migrated_sqlite,
+    percentile,
+    start_uvicorn,
+    table,
+)
 
 from receiver.demo import free_port
-from receiver.ui.auth import create_login_token
+from receiver.signatures import fingerprint
+from receiver.ui.auth import create_login_token, login_url
 from storage import schema
 from storage.db import Engine, make_engine
 from storage.store.tables import BATCHES, DELIVERIES, JOBS, REJECTED, RUNS
@@ -126,7 +136,7 @@ def populate(engine: Engine, *, results: int, jobs: int, now: datetime, seed: in
                     "batch_id": None,
                     "outcome": "stored-unparsed" if unparsed else "applied",
                     "signature_scheme": "x-webhook-signature/id.timestamp.body",
-                    "secret_fingerprint": "fp_0123456789",
+                    "secret_fingerprint": fingerprint(SECRET),
                     "received_at": received,
                     "last_received_at": received,
                     "attempts": 1,
@@ -294,6 +304,70 @@ def measure(base_url: str, s: dict[str, Any], *, requests: int) -> list[dict[str
     return rows
 
 
+def screenshot(path: Path, *, width: int = 1024) -> None:
+    """The README's picture: a small database with one batch of each state but
+    unreachable, the overview at laptop width in headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="dashboard-shot-") as tmp:
+        url = migrated_sqlite(Path(tmp) / "shot.db")
+        engine = make_engine(url)
+        populate(engine, results=125, jobs=2, now=datetime.now(UTC), seed=5)
+        with engine.begin() as conn:
+            newest = [
+                row[0]
+                for row in conn.execute(
+                    sa.select(BATCHES.c.batch_id).order_by(BATCHES.c.tracked_at.desc()).limit(2)
+                )
+            ]
+            # The newest batch lost four webhooks and awaits reconcile: gaps.
+            lost = sa.select(JOBS.c.scoring_job_id).where(JOBS.c.batch_id == newest[0]).limit(4)
+            conn.execute(sa.delete(JOBS).where(JOBS.c.scoring_job_id.in_(lost)))
+            conn.execute(
+                sa.update(BATCHES)
+                .where(BATCHES.c.batch_id == newest[0])
+                .values(due=True, last_reconciled_at=None)
+            )
+            # The one before is still scoring at Nova: due.
+            conn.execute(
+                sa.update(BATCHES)
+                .where(BATCHES.c.batch_id == newest[1])
+                .values(
+                    status="pending",
+                    nova_status="processing",
+                    completed_jobs=None,
+                    failed_jobs=None,
+                    due=True,
+                    last_reconciled_at=None,
+                )
+            )
+            conn.execute(
+                sa.update(JOBS)
+                .where(JOBS.c.batch_id == newest[1], JOBS.c.application_id > "app-000030")
+                .values(status="pending", score=None, verdict=None)
+            )
+        engine.dispose()
+        env = clean_env(
+            NOVA_WEBHOOK_SECRETS=SECRET, DATABASE_URL=url, SINK_SECRET_KEY=KEY, LOG_LEVEL="warning"
+        )
+        server = start_uvicorn(
+            "receiver.app:create_app", port=free_port(), log_path=Path(tmp) / "s.log", env=env
+        )
+        try:
+            server.wait_ready()
+            token = create_login_token([KEY], session_ttl=timedelta(hours=1), now=datetime.now(UTC))
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
+                page = browser.new_page(viewport={"width": width, "height": 800})
+                page.goto(login_url(server.base_url, token))
+                page.wait_for_url("**/ui/")
+                page.screenshot(path=str(path), full_page=True)
+                browser.close()
+        finally:
+            server.stop()
+    print(f"{path}: {path.stat().st_size:,} bytes")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 results, 20 requests")
@@ -302,7 +376,11 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=20, help="Nova jobs the batches spread over")
     parser.add_argument("--requests", type=int, default=None)
     parser.add_argument("--postgres", action="store_true", help="127.0.0.1:5432, database test")
+    parser.add_argument("--screenshot", type=Path, help="only write the README's overview PNG")
     args = parser.parse_args()
+    if args.screenshot is not None:
+        screenshot(args.screenshot.resolve())
+        return 0
     results = args.results or (20_000 if args.quick else 100_000)
     requests = args.requests or (20 if args.quick else 50)
     with (

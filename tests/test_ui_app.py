@@ -306,6 +306,34 @@ def test_cli_prints_a_login_link_that_signs_in(sqlite_engine: Engine, tmp_path: 
         assert client.get("/ui/").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--ttl", "31d"), "--ttl: the session ttl must be positive and at most 30 days"),
+        (("--url", "ftp://sink"), "--url must start with http:// or https://"),
+    ],
+)
+def test_cli_login_link_rejects_bad_options_with_one_line(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    """A session over 30 days or a URL that is not http(s): one line, exit 2, no link."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SINK_", "NOVA_"))}
+    proc = subprocess.run(
+        [str(NOVA_SINK), "token", "create", "--ui", *args],
+        cwd=tmp_path,
+        env={**env, "SINK_SECRET_KEY": KEY},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"nova-sink: error: {message}"
+    assert proc.stdout == ""
+
+
 def test_cli_login_link_needs_the_secret_key(tmp_path: Path) -> None:
     """Without SINK_SECRET_KEY: one configuration line, exit 2."""
     import os

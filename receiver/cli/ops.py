@@ -194,7 +194,7 @@ def _ui_link(session_ttl: timedelta, url: str, *, as_json: bool) -> None:
     from receiver.ui.auth import LINK_TTL, create_login_token, login_url, ui_keys
 
     if not url.startswith(("http://", "https://")):
-        fail("--url must start with http:// or https://")
+        fail("--url must start with http:// or https://", code=2)
     cfg = settings()
     cfg.read_token_key()  # a one-line configuration error when SINK_SECRET_KEY is unusable
     keys = ui_keys(cfg)
@@ -203,7 +203,7 @@ def _ui_link(session_ttl: timedelta, url: str, *, as_json: bool) -> None:
     try:
         token = create_login_token(keys, session_ttl=session_ttl, now=now)
     except ValueError as exc:
-        fail(str(exc))
+        fail(f"--ttl: {exc}", code=2)
     link = login_url(url, token)
     expires = (now + LINK_TTL).isoformat(timespec="seconds").replace("+00:00", "Z")
     if as_json:

@@ -198,7 +198,7 @@ class DashboardQueries(StoreBase):
             for fp, scheme, n, last in self.conn.execute(query)
         ]
 
-    def recent_lags(self, *, recent: int = 500) -> list[Lag]:
+    def recent_lags(self, *, recent: int = 200) -> list[Lag]:
         """Finish-to-store times of the latest ``recent`` applied score deliveries."""
         latest = (
             sa.select(d.scoring_job_id, d.received_at)

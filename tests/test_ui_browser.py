@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -165,7 +164,8 @@ def submit_batch(nova_url: str) -> str:
 def fixture_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Receiver (dashboard on) and fake Nova, with one batch delivered with gaps."""
     workdir = tmp_path_factory.mktemp("browser")
-    shots = Path(tempfile.mkdtemp(prefix="nova-sink-ui-screenshots-"))
+    # pytest's own temporary tree: kept for a look after the run, rotated after three runs.
+    shots = tmp_path_factory.mktemp("screenshots")
     url = migrated_database(workdir / "sink.db")
     env = server_env(url, SINK_SECRET_KEY=KEY)
     with (
@@ -306,16 +306,27 @@ def test_reused_and_expired_links_are_refused(page: Any, stack: Stack) -> None:
 
 
 def test_overview_fits_a_phone_screen(browser: Any, stack: Stack) -> None:
-    """At 390 px wide nothing overflows the page: wide tables scroll inside their cards."""
+    """At 390 px wide no page overflows sideways: wide tables scroll inside their cards."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     try:
         page = context.new_page()
         page.goto(stack.login_link())
         page.wait_for_url(f"{stack.receiver.base_url}/ui/")
-        for path in ("/ui/", "/ui/deliveries"):
-            page.goto(stack.receiver.base_url + path)
+        page.locator("#batches tbody tr a").first.click()
+        page.wait_for_url("**/ui/batches/*")
+        batch_url = page.url
+        page.locator("#results tbody tr a").first.click()
+        page.wait_for_url("**/ui/results/*")
+        for url in (
+            f"{stack.receiver.base_url}/ui/",
+            f"{stack.receiver.base_url}/ui/deliveries",
+            batch_url,
+            page.url,
+        ):
+            page.goto(url)
             width = page.evaluate("document.documentElement.scrollWidth")
-            assert width <= 390, (path, width)
+            assert width <= 390, (url, width)
+        shot(page, stack, "9-phone-result")
         page.goto(stack.receiver.base_url + "/ui/")
         shot(page, stack, "8-phone-overview")
     finally:

@@ -39,10 +39,6 @@ class BatchView:
     local_pending: int
     state: Convergence
 
-    @property
-    def nova_done(self) -> int:
-        return (self.row["completed_jobs"] or 0) + (self.row["failed_jobs"] or 0)
-
 
 def convergence(
     batch: Mapping[Any, Any], local: Mapping[str, int], last_run: Mapping[Any, Any] | None

@@ -215,6 +215,22 @@ def test_unparsable_body_is_shown_as_received_with_controls_neutralised() -> Non
     assert not deep.parsed
 
 
+def test_lone_surrogates_and_controls_become_replacement_characters() -> None:
+    """A body holding "\\ud800" parses, but no UTF-8 page can carry the result: U+FFFD."""
+    body = views.pretty_body(b'{"a": "\\ud800\\u0007"}')
+    assert body is not None
+    assert body.parsed
+    assert '"a": "\ufffd\\u0007"' in body.text  # json.dumps escapes the control itself
+    body.text.encode("utf-8")
+    assert views.printable("line\n\ttab\x1b[31m") == "line\n\ttab\ufffd[31m"
+
+
+def test_a_body_prefix_is_shown_as_received_without_judging_it() -> None:
+    """complete=False: the start of a long body, truncated, neither JSON nor not."""
+    body = views.pretty_body(b'{"a": [1, 2', complete=False)
+    assert body == views.Body('{"a": [1, 2', parsed=None, truncated=True)
+
+
 def test_long_body_is_truncated_on_lists() -> None:
     """The list page shows the first characters and says so."""
     body = views.pretty_body(b'"' + b"x" * 100 + b'"', limit=10)

@@ -194,6 +194,34 @@ def test_unparsed_delivery_is_highlighted_with_its_raw_body(signed_in: TestClien
     assert "&#34;scoringJobId&#34;: </code>" in html or '"scoringJobId": </code>' in html
 
 
+def test_body_with_a_lone_surrogate_escape_renders(signed_in: TestClient) -> None:
+    """A signed body with "\\ud800" in it: list and detail pages answer 200, not 500."""
+    body = b'{"event": "future.event", "note": "\\ud800"}'
+    response = signed_in.post("/webhooks/nova", content=body, headers=signed(body))
+    assert response.json() == {"status": "stored-unparsed"}
+    listing = signed_in.get("/ui/deliveries")
+    assert listing.status_code == 200
+    assert "\ufffd" in listing.text
+    delivery_id = re.search(r'href="/ui/deliveries/(\d+)"', listing.text)
+    assert delivery_id is not None
+    assert signed_in.get(f"/ui/deliveries/{delivery_id.group(1)}").status_code == 200
+
+
+def test_long_body_shows_its_start_on_the_list_and_whole_on_its_page(
+    signed_in: TestClient,
+) -> None:
+    """Over 16 KiB: the list shows a prefix and links to the delivery's own page."""
+    note = "n" * 20_000
+    payload = score_completed_payload("sj_long", verdict="ok", note=note)
+    deliver(signed_in, payload)
+    listing = signed_in.get("/ui/deliveries").text
+    assert "Truncated" in listing
+    assert note not in listing
+    match = re.search(r'href="/ui/deliveries/(\d+)"', listing)
+    assert match is not None
+    assert note in signed_in.get(f"/ui/deliveries/{match.group(1)}").text
+
+
 def test_deliveries_page_pages_with_a_cursor_and_keeps_filters(
     signed_in: TestClient,
 ) -> None:

@@ -162,3 +162,14 @@ def test_recent_lags_pair_applied_score_deliveries_with_finish_times(engine: Eng
         lags = store.recent_lags()
     pairs = sorted((lag.finished_at, lag.received_at) for lag in lags)
     assert pairs == [(at(-4), at(-1)), (at(-3), at(-2))]
+
+
+def test_deliveries_page_reads_only_the_start_of_each_body(engine: Engine) -> None:
+    """body_bytes bounds what a list page reads; body_length tells the whole size."""
+    with transaction(engine) as store:
+        store.record_delivery(
+            inbound("m1", body=b'{"long": "' + b"x" * 100 + b'"}'), outcome="a", now=NOW
+        )
+        store.record_delivery(inbound("m2", body=b"{}"), outcome="a", now=NOW)
+        rows = store.deliveries_page(body_bytes=8)
+    assert [(r["raw_body"], r["body_length"]) for r in rows] == [(b"{}", 2), (b'{"long":', 112)]

@@ -23,6 +23,8 @@ BATCHES_PER_PAGE = 25
 RESULTS_PER_PAGE = 100
 DELIVERIES_PER_PAGE = 25
 LIST_BODY_CHARS = 4000
+# Bodies longer than this are not parsed on the list page: shown as their first bytes.
+LIST_BODY_BYTES = 16_384
 RECENT_RUNS = 5
 
 Page = tuple[str, dict[str, Any]]
@@ -128,9 +130,20 @@ def deliveries(store: Store, params: Mapping[str, str]) -> Page:
         outcome=outcome,
         scoring_job_id=scoring_job,
         limit=DELIVERIES_PER_PAGE,
+        body_bytes=LIST_BODY_BYTES,
     )
     cursor = encode_cursor(rows[-1]["id"]) if len(rows) == DELIVERIES_PER_PAGE else None
-    items = [(row, views.pretty_body(row["raw_body"], limit=LIST_BODY_CHARS)) for row in rows]
+    items = [
+        (
+            row,
+            views.pretty_body(
+                row["raw_body"],
+                limit=LIST_BODY_CHARS,
+                complete=row["body_length"] is None or row["body_length"] <= LIST_BODY_BYTES,
+            ),
+        )
+        for row in rows
+    ]
     context = {
         "deliveries": items,
         "filters": {

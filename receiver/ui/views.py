@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import unicodedata
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -99,28 +99,37 @@ def lag_summary(pairs: Sequence[tuple[datetime, datetime]]) -> LagSummary:
     return LagSummary(len(seconds), percentile(seconds, 0.5), percentile(seconds, 0.95))
 
 
-_KEEP = frozenset("\n\t")
+# Control characters but newline and tab, and lone surrogates: a parsed body may hold
+# "\ud800", which no UTF-8 response can carry.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def printable(text: str) -> str:
-    """Stored text with control characters made visible (U+FFFD), newlines and tabs kept."""
-    return "".join(
-        "\ufffd" if unicodedata.category(ch) in {"Cc", "Cs"} and ch not in _KEEP else ch
-        for ch in text
-    )
+    """Stored text with control characters and lone surrogates shown as U+FFFD."""
+    return _UNPRINTABLE.sub("\ufffd", text)
 
 
 @dataclass(frozen=True, slots=True)
 class Body:
+    """A body for reading. ``parsed`` is None when only a prefix was read (a list page)."""
+
     text: str
-    parsed: bool
+    parsed: bool | None
     truncated: bool
 
 
-def pretty_body(raw: bytes | None, *, limit: int | None = None) -> Body | None:
-    """A raw body for reading: indented JSON when it parses, else the text as received."""
+def pretty_body(
+    raw: bytes | None, *, limit: int | None = None, complete: bool = True
+) -> Body | None:
+    """A raw body for reading: indented JSON when it parses, else the text as received.
+
+    ``complete=False``: ``raw`` is only the start of the body (shown as received, marked
+    truncated, not judged as JSON or not).
+    """
     if raw is None:
         return None
+    if not complete:
+        return Body(printable(raw.decode("utf-8", errors="replace")), None, True)
     parsed = True
     try:
         text = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)

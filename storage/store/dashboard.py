@@ -143,9 +143,23 @@ class DashboardQueries(StoreBase):
         outcome: str | None = None,
         scoring_job_id: str | None = None,
         limit: int = 50,
+        body_bytes: int = 16_384,
     ) -> list[RowMapping]:
-        """The inbox, newest first, with raw bodies; ``before`` is the last id shown."""
-        query = sa.select(DELIVERIES).order_by(d.id.desc()).limit(limit)
+        """The inbox, newest first; ``before`` is the last id shown.
+
+        ``raw_body`` holds at most the first ``body_bytes`` of each body (bodies may be up to
+        the webhook size limit) and ``body_length`` the whole length.
+        """
+        columns = [c for c in DELIVERIES.c if c.name != "raw_body"]
+        query = (
+            sa.select(
+                *columns,
+                sa.func.substr(d.raw_body, 1, body_bytes, type_=sa.LargeBinary).label("raw_body"),
+                sa.func.length(d.raw_body).label("body_length"),
+            )
+            .order_by(d.id.desc())
+            .limit(limit)
+        )
         if before is not None:
             query = query.where(d.id < before)
         if event is not None:

@@ -379,3 +379,37 @@ def test_cli_login_link_needs_the_secret_key(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "SINK_SECRET_KEY" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_sign_ins_are_logged_without_token_or_key(
+    make_app: Callable[..., Starlette],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sign-in, refusal and sign-out each log a line; neither the link's token nor the key."""
+    import json
+
+    import structlog
+
+    import receiver.ui.routes
+    from receiver.logs import configure_logging
+
+    previous = structlog.get_config()
+    try:
+        configure_logging("json", "debug")
+        structlog.configure(cache_logger_on_first_use=False)
+        monkeypatch.setattr(receiver.ui.routes, "log", structlog.get_logger("nova_sink.ui"))
+        link = login_link()
+        with TestClient(make_app(sink_secret_key=KEY)) as client:
+            client.get(link)
+            client.get(link)
+            client.post("/ui/logout")
+    finally:
+        structlog.configure(**previous)
+    err = capsys.readouterr().err
+    events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    assert events.count("ui_signed_in") == 1
+    assert events.count("ui_sign_in_refused") == 1
+    assert events.count("ui_signed_out") == 1
+    assert link.split("token=")[1] not in err
+    assert KEY not in err

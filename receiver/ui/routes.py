@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -29,6 +30,8 @@ from receiver.ui.render import render
 from storage.db import Engine, transaction
 from storage.errors import StoreUnavailable
 from storage.store import Store
+
+log = structlog.get_logger("nova_sink.ui")
 
 SESSION_COOKIE = "nova_sink_ui"
 _CSS = Path(__file__).parent / "static" / "dashboard.css"
@@ -99,11 +102,14 @@ class Dashboard:
         try:
             login = auth.check_login_token(self.keys, token, now=now)
         except auth.LoginError as exc:
+            log.warning("ui_sign_in_refused", reason=exc.reason)  # never the token itself
             return _html("signin.html", {"reason": exc.reason}, 401)
         if not self.used.claim(login, now=now):
+            log.warning("ui_sign_in_refused", reason="link used already")
             return _html("signin.html", {"reason": "this sign-in link was used already"}, 401)
         request.session.clear()
         request.session.update(auth.new_session(login))
+        log.info("ui_signed_in", session_expires_at=login.session_expires_at.isoformat())
         # A page, not a redirect: a SameSite=Strict cookie set by a navigation that came
         # from another site (a chat, a terminal) is not sent on that navigation's
         # redirects, but it is sent when this same-site page moves on.
@@ -111,6 +117,7 @@ class Dashboard:
 
     async def logout(self, request: Request) -> Response:
         request.session.clear()
+        log.info("ui_signed_out")
         return _html("signin.html", {"reason": "you are signed out"})
 
     async def css(self, _request: Request) -> Response:

@@ -413,3 +413,36 @@ def test_sign_ins_are_logged_without_token_or_key(
     assert events.count("ui_signed_out") == 1
     assert link.split("token=")[1] not in err
     assert KEY not in err
+
+
+def test_every_page_renders_on_sqlite_and_postgresql(
+    make_app: Callable[..., Starlette], engine: Engine
+) -> None:
+    """Overview (second page too), batch, result, deliveries and a delivery on both databases."""
+    from tests.factories import completed
+
+    with transaction(engine) as store:
+        for n in range(30):
+            store.track_batch(batch_state(f"batch_{n:02d}"), now=at(n))
+        store.apply_result(completed("sj_1", batch_id="batch_00"), source="webhook", now=NOW)
+        store.start_run(now=at(-1), dry_run=False)
+    with TestClient(make_app(engine=engine, sink_secret_key=KEY)) as client:
+        client.get(login_link())
+        deliver(client, score_completed_payload("sj_2"))
+        overview = client.get("/ui/")
+        assert overview.status_code == 200
+        match = re.search(r'href="/ui/(\?after=[^"]+)" rel="next"', overview.text)
+        assert match is not None
+        second = client.get("/ui/" + match.group(1))
+        assert second.status_code == 200
+        assert second.text.count("<tr data-batch=") == 5
+        for path in (
+            "/ui/batches/batch_00",
+            "/ui/results/sj_1",
+            "/ui/results/sj_2",
+            "/ui/deliveries",
+        ):
+            assert client.get(path).status_code == 200, path
+        delivery = re.search(r'href="/ui/deliveries/(\d+)"', client.get("/ui/deliveries").text)
+        assert delivery is not None
+        assert client.get(f"/ui/deliveries/{delivery.group(1)}").status_code == 200

@@ -31,6 +31,7 @@ from receiver.metrics import CONTENT_TYPE, Metrics
 from receiver.read_api import ReadApi
 from receiver.settings import Settings, load_settings
 from receiver.signatures import fingerprint, verify
+from receiver.ui.routes import dashboard_routes
 from storage import schema
 from storage.db import Engine, make_engine, transaction
 from storage.errors import SchemaOutOfDate, StoreUnavailable
@@ -255,6 +256,9 @@ def create_app(
         Route("/readyz", receiver.readyz, methods=["GET"]),
         Route("/metrics", receiver.metrics_endpoint, methods=["GET"]),
         *ReadApi(db, key=_read_key(settings), clock=clock).routes(),
+        *dashboard_routes(
+            settings, engine=db, clock=clock, secret_fingerprints=receiver.fingerprints
+        ),
     ]
     middleware = [Middleware(SchemaGate, engine=db)] if check_schema else []
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

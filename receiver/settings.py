@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1)
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     sink_secret_key: SecretStr | None = None
+    sink_ui_https_only: bool = False  # dashboard session cookie only over HTTPS
     log_format: Literal["console", "json"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

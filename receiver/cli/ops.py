@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
@@ -161,11 +161,21 @@ def erase(
 def token_create(
     scope: str = typer.Option("read", "--scope", help="What the token may do: read."),
     ttl: str = typer.Option("1h", "--ttl", help="Lifetime such as 1h, 30d (at most 366d)."),
+    ui: bool = typer.Option(
+        False, "--ui", help="Print a one-time dashboard sign-in link; the session lasts --ttl."
+    ),
+    url: str = typer.Option(
+        "http://127.0.0.1:8000", "--url", help="With --ui: where the receiver is served."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Create a bearer token for the read API (GET /api/...)."""
+    """Create a bearer token for the read API (GET /api/...), or with --ui a dashboard
+    sign-in link: nova-sink token create --ui --ttl 8h --url https://sink.example.com"""
     from receiver.tokens import create_token
 
+    if ui:
+        _ui_link(parse_age(ttl), url, as_json=as_json)
+        return
     key = settings().read_token_key()
     lifetime = parse_age(ttl)
     try:
@@ -178,3 +188,28 @@ def token_create(
     else:
         typer.echo(token)
         typer.echo(f"scope {scope}, expires {expires}", err=True)
+
+
+def _ui_link(session_ttl: timedelta, url: str, *, as_json: bool) -> None:
+    from receiver.ui.auth import LINK_TTL, create_login_token, login_url, ui_keys
+
+    if not url.startswith(("http://", "https://")):
+        fail("--url must start with http:// or https://", code=2)
+    cfg = settings()
+    cfg.read_token_key()  # a one-line configuration error when SINK_SECRET_KEY is unusable
+    keys = ui_keys(cfg)
+    assert keys is not None
+    now = utcnow()
+    try:
+        token = create_login_token(keys, session_ttl=session_ttl, now=now)
+    except ValueError as exc:
+        fail(f"--ttl: {exc}", code=2)
+    link = login_url(url, token)
+    expires = (now + LINK_TTL).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if as_json:
+        print_json({"url": link, "link_expires_at": expires, "session_ttl": str(session_ttl)})
+    else:
+        typer.echo(link)
+        typer.echo(
+            f"one-time link, open it before {expires}; the session lasts {session_ttl}", err=True
+        )

@@ -9,12 +9,14 @@ that differ by dialect live in ``storage.store.dialect``.
 - ``inbox``: deliveries, raw bodies and attempts
 - ``runs``: reconcile runs and the lease
 - ``admin``: retention, erasure, stats, schema probe
+- ``dashboard``: keyset-paged reads for the dashboard
 """
 
 from __future__ import annotations
 
 from storage.store.admin import AdminQueries
 from storage.store.batches import BatchQueries
+from storage.store.dashboard import DashboardQueries
 from storage.store.inbox import InboxQueries
 from storage.store.results import Change, ResultFilter, ResultQueries
 from storage.store.runs import RunQueries
@@ -22,5 +24,5 @@ from storage.store.runs import RunQueries
 __all__ = ["Change", "ResultFilter", "Store"]
 
 
-class Store(ResultQueries, BatchQueries, InboxQueries, RunQueries, AdminQueries):
+class Store(ResultQueries, BatchQueries, InboxQueries, RunQueries, AdminQueries, DashboardQueries):
     """Typed queries over one open connection (and its transaction)."""

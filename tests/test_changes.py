@@ -286,3 +286,14 @@ def test_the_models_match_the_migrated_schema(engine: Engine) -> None:
         differences = compare_metadata(MigrationContext.configure(conn), METADATA)
 
     assert differences == []
+
+
+def test_logging_a_result_that_is_not_stored_fails_the_transaction(engine: Engine) -> None:
+    """A number without its row would be a change nobody sees: refuse, keep nothing."""
+    apply_and_log(engine, completed("sj_1"))
+
+    with pytest.raises(LookupError), transaction(engine) as store:
+        store.log_changes([ResultChange("sj_ghost", "created")], now=NOW)
+
+    with transaction(engine, write=False) as store:
+        assert store.change_head() == 1

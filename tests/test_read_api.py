@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from structlog.testing import capture_logs
 
 from receiver import cursors
 from receiver.app import create_app
@@ -105,7 +106,8 @@ def test_every_token_problem_gets_the_same_401(
         {b"Authorization": b"Bearer "},
         {b"Authorization": "Bearer \u00e9\u00e9".encode("latin-1")},
     ]
-    answers = [api.get("/api/results", headers=headers) for headers in attempts]
+    with capture_logs() as logs:
+        answers = [api.get("/api/results", headers=headers) for headers in attempts]
     settings = Settings(
         _env_file=None,
         nova_webhook_secrets=SECRET,
@@ -118,6 +120,8 @@ def test_every_token_problem_gets_the_same_401(
 
     assert {a.status_code for a in answers} == {401}
     assert {a.text for a in answers} == {'{"error":"unauthorized"}'}
+    reasons = {entry["reason"] for entry in logs if entry["event"] == "read_api_unauthorized"}
+    assert reasons == {"no bearer token", "bad signature"}  # the log says what the body hides
 
 
 def test_tokens_signed_with_an_older_key_still_work_during_rotation(api: TestClient) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import get_args
+
+from storage.records import Status
 
 MAX_TEXT = 200
 _MAX_DIGITS = 12
@@ -17,7 +20,8 @@ _DURATION = re.compile(r"([0-9]{1,6})([smhdw])")
 # An unencoded "+" in a query string arrives as a space: "…T10:00:00 01:00".
 _SPACED_OFFSET = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-STATUSES = ("pending", "completed", "failed")
+# One vocabulary: the statuses a stored result can have.
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 class QueryError(ValueError):

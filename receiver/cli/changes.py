@@ -55,14 +55,15 @@ def results_changes(
 ) -> None:
     from receiver import cursors
     from receiver.logs import configure_logging
+    from receiver.query_params import STATUSES
     from storage.db import transaction
     from storage.store import ChangeFilter
 
     cfg = settings()
     # Before anything can log: structlog's default printer writes to stdout.
     configure_logging(cfg.resolved_log_format(), cfg.log_level)
-    if status is not None and status not in {"pending", "completed", "failed"}:
-        fail(f"--status must be pending, completed or failed, not {status!r}", EXIT_CONFIG)
+    if status is not None and status not in STATUSES:
+        fail(f"--status must be one of {', '.join(STATUSES)}, not {status!r}", EXIT_CONFIG)
     flt = ChangeFilter(job_id=job, batch_id=batch, status=status)
     engine = open_engine(cfg, create=False)
     position = 0

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from receiver.events import parse_event
-from receiver.ingest import Accepted, ingest, ingest_group
+from receiver.ingest import Accepted, ingest, ingest_group, replay
 from receiver.submit import submit_batches
 from storage import schema
 from storage.db import make_engine, transaction
@@ -167,6 +167,18 @@ def test_a_single_delivery_logs_its_change(engine: Engine) -> None:
         ingest(store, delivery(score_completed("sj_9"), "m2"), now=NOW)
 
     assert [(c["scoring_job_id"], c["kind"]) for c in feed(engine)] == [("sj_9", "created")]
+
+
+def test_a_replayed_delivery_logs_its_change(engine: Engine) -> None:
+    """deliveries replay applies a stored body: the result it creates is in the feed."""
+    body = score_completed("sj_replayed")
+    with transaction(engine) as store:
+        store.record_delivery(inbound("m1", body=body), outcome="stored-unparsed", now=NOW)
+        stored = store.get_delivery("m1")
+        assert stored is not None
+        assert replay(store, int(stored["id"]), body, now=NOW) == "applied"
+
+    assert [(c["scoring_job_id"], c["kind"]) for c in feed(engine)] == [("sj_replayed", "created")]
 
 
 @pytest.mark.anyio

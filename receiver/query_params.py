@@ -8,10 +8,11 @@ repeated parameter, an empty value, non-ASCII digits (``str.isdigit`` says yes t
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import get_args
+from typing import TypeVar, get_args
 
+from receiver.cursors import CursorError
 from storage.records import Status
 
 MAX_TEXT = 200
@@ -22,6 +23,7 @@ _SPACED_OFFSET = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # One vocabulary: the statuses a stored result can have.
 STATUSES: tuple[str, ...] = get_args(Status)
+_T = TypeVar("_T")
 
 
 class QueryError(ValueError):
@@ -120,3 +122,14 @@ def parse_since(text: str, *, now: datetime) -> datetime:
         return parsed.astimezone(UTC)
     except (OverflowError, OSError) as exc:
         raise ValueError(text) from exc
+
+
+def cursor_param(query: Query, listing: str, decode: Callable[[str, str], _T]) -> _T | None:
+    """The ``after`` cursor of ``listing``, decoded; a bad one is a ``QueryError``."""
+    raw = query.raw("after")
+    if raw is None:
+        return None
+    try:
+        return decode(listing, raw)
+    except CursorError as exc:
+        raise QueryError("after", f"{exc}: pass the `next` value of a previous answer") from None

@@ -9,8 +9,6 @@ the log); every unusable parameter a 400 naming it. Listings page with opaque cu
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -25,20 +23,18 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver import cursors
-from receiver.cursors import CursorError
-from receiver.query_params import STATUSES, Query, QueryError
+from receiver.feed_api import FEED_PARAMETERS, POLL_SECONDS, read_changes
+from receiver.query_params import STATUSES, Query, QueryError, cursor_param
 from receiver.rows import json_row
 from receiver.tokens import TokenError, check_token
 from storage.db import Engine, transaction
 from storage.errors import StoreUnavailable
-from storage.store import ChangeFilter, ChangePage, ResultFilter, Store
+from storage.store import ResultFilter, Store
 
 log = structlog.get_logger("nova_sink.read_api")
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 50
-MAX_WAIT_SECONDS = 30
-POLL_SECONDS = 0.25
 _HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
 _T = TypeVar("_T")
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -152,7 +148,7 @@ class ReadApi:
     async def _results(self, request: Request) -> Response:
         q = self._query(request, "limit", "after", "job", "batch", "application", "status", "since")
         limit = self._limit(q)
-        after = _cursor(q, "results", cursors.decode_timestamp_key)
+        after = cursor_param(q, "results", cursors.decode_timestamp_key)
         flt = ResultFilter(
             job_id=q.text("job"),
             batch_id=q.text("batch"),
@@ -182,7 +178,7 @@ class ReadApi:
     async def _batches(self, request: Request) -> Response:
         q = self._query(request, "limit", "after", "status")
         limit = self._limit(q)
-        after = _cursor(q, "batches", cursors.decode_timestamp_key)
+        after = cursor_param(q, "batches", cursors.decode_timestamp_key)
         status = q.choice("status", STATUSES)
         rows = await self._read(
             lambda s: s.page_batches(status=status, after=after, limit=limit + 1)
@@ -206,7 +202,7 @@ class ReadApi:
     async def _deliveries(self, request: Request) -> Response:
         q = self._query(request, "limit", "after", "event", "outcome", "scoring_job")
         limit = self._limit(q)
-        after = _cursor(q, "deliveries", cursors.decode_position)
+        after = cursor_param(q, "deliveries", cursors.decode_position)
         event, outcome, scoring_job = q.text("event"), q.text("outcome"), q.text("scoring_job")
         rows = await self._read(
             lambda s: s.page_deliveries(
@@ -219,52 +215,16 @@ class ReadApi:
         )
         return _page(rows, limit, lambda r: cursors.encode("deliveries", r["id"]))
 
-    # -- the change feed ------------------------------------------------------------------------
-
     async def _changes(self, request: Request) -> Response:
-        """Changes after the cursor, ascending. ``after=now`` starts at the current head;
-        ``wait=S`` holds the answer until a change arrives, S seconds pass, or the client
-        goes away. The database is polled: other instances write to it too."""
-        q = self._query(request, "after", "limit", "wait", "job", "batch", "status")
-        limit = self._limit(q)
-        wait = q.integer("wait", default=0, low=0, high=MAX_WAIT_SECONDS)
-        flt = ChangeFilter(
-            job_id=q.text("job"), batch_id=q.text("batch"), status=q.choice("status", STATUSES)
+        query = self._query(request, *FEED_PARAMETERS)
+        body = await read_changes(
+            query,
+            limit=self._limit(query),
+            read=self._read,
+            disconnected=request.is_disconnected,
+            poll_seconds=self.poll_seconds,
         )
-        if q.raw("after") == "now":
-            position = await self._read(lambda s: s.change_head())
-        else:
-            position = _cursor(q, "changes", cursors.decode_position) or 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while True:
-            page: ChangePage = await self._read(
-                functools.partial(_changes_page, after=position, flt=flt, limit=limit)
-            )
-            position = page.next_seq
-            if page.rows or loop.time() >= deadline:
-                break
-            await asyncio.sleep(min(self.poll_seconds, max(0.0, deadline - loop.time())))
-            if await request.is_disconnected():
-                break  # nobody will read the answer; stop polling for it
-        data = [
-            {**json_row(row), "cursor": cursors.encode("changes", row["seq"])} for row in page.rows
-        ]
-        return JSONResponse({"data": data, "next": cursors.encode("changes", position)})
-
-
-def _cursor(query: Query, listing: str, decode: Callable[[str, str], _T]) -> _T | None:
-    raw = query.raw("after")
-    if raw is None:
-        return None
-    try:
-        return decode(listing, raw)
-    except CursorError as exc:
-        raise QueryError("after", f"{exc}: pass the `next` value of a previous answer") from None
-
-
-def _changes_page(store: Store, *, after: int, flt: ChangeFilter, limit: int) -> ChangePage:
-    return store.list_changes(after=after, flt=flt, limit=limit)
+        return JSONResponse(body)
 
 
 def _path_id(request: Request) -> str | None:

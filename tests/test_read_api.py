@@ -170,6 +170,7 @@ def test_new_tokens_are_signed_with_the_newest_key(make_app: Callable[..., Starl
         ("/api/changes", "wait=1.5", "wait"),
         ("/api/changes", "after=" + cursors.encode("changes", 2**64), "after"),
         ("/api/changes", "status=unknown", "status"),
+        ("/api/changes", "include=everything", "include"),
     ],
 )
 def test_unusable_parameters_are_400_naming_the_parameter(
@@ -301,6 +302,24 @@ def test_a_filtered_feed_cursor_moves_past_what_it_left_out(
 
     assert page["data"] == []
     assert cursors.decode_position("changes", page["next"]) == 2
+
+
+def test_include_result_embeds_each_result_as_stored_now(api: TestClient, engine: Engine) -> None:
+    """include=result: both changes of sj_1 carry its current row; without it, none."""
+    store_results(engine, failed("sj_1"))
+    with transaction(engine) as store:
+        store.apply_result(completed("sj_1"), source="reconcile", now=NOW)
+        store.log_changes([ResultChange("sj_1", "updated")], now=NOW)
+
+    embedded = get(api, "/api/changes", include="result")["data"]
+    plain = get(api, "/api/changes")["data"]
+
+    assert [(c["status"], c["result"]["status"]) for c in embedded] == [
+        ("failed", "completed"),
+        ("completed", "completed"),
+    ]
+    assert embedded[0]["result"]["score"] == 7
+    assert all("result" not in c for c in plain)
 
 
 def test_after_now_starts_at_the_head(api: TestClient, engine: Engine) -> None:

@@ -8,13 +8,14 @@ meanwhile keeps its place: paging visits every row present at the start exactly 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from storage.store.results import ResultFilter, ResultQueries
-from storage.store.tables import BATCHES, DELIVERIES, b, d, j
+from storage.store.tables import BATCHES, DELIVERIES, JOBS, b, d, j
 
 ResultKey = tuple[datetime, str]
 BatchKey = tuple[datetime, str]
@@ -66,6 +67,13 @@ class PageQueries(ResultQueries):
         if after is not None:
             query = query.where(d.id < after)
         return list(self.conn.execute(query.order_by(d.id.desc()).limit(limit)).mappings())
+
+    def results_by_id(self, scoring_job_ids: Sequence[str]) -> dict[str, RowMapping]:
+        """The stored results among ``scoring_job_ids`` (one query for a page of changes)."""
+        if not scoring_job_ids:
+            return {}
+        query = sa.select(JOBS).where(j.scoring_job_id.in_(set(scoring_job_ids)))
+        return {row["scoring_job_id"]: row for row in self.conn.execute(query).mappings()}
 
 
 def _bind_key(

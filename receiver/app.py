@@ -215,9 +215,9 @@ class SchemaGate:
         await self.app(scope, receive, send)
 
 
-def _read_key(settings: Settings) -> str | None:
-    """The read-API signing key, or None (API disabled) when SINK_SECRET_KEY is unset."""
-    return settings.read_token_key() if settings.sink_secret_key is not None else None
+def _read_keys(settings: Settings) -> list[str] | None:
+    """The read-API keys (newest first), or None (API disabled) when SINK_SECRET_KEY is unset."""
+    return settings.read_token_keys() if settings.sink_secret_key is not None else None
 
 
 def create_app(
@@ -255,7 +255,7 @@ def create_app(
         Route("/healthz", receiver.healthz, methods=["GET"]),
         Route("/readyz", receiver.readyz, methods=["GET"]),
         Route("/metrics", receiver.metrics_endpoint, methods=["GET"]),
-        *ReadApi(db, key=_read_key(settings), clock=clock).routes(),
+        *ReadApi(db, keys=_read_keys(settings), clock=clock).routes(),
         *dashboard_routes(
             settings, engine=db, clock=clock, secret_fingerprints=receiver.fingerprints
         ),

@@ -22,7 +22,7 @@ from receiver.events import BatchCompletedEvent, Event, ScoreEvent, TestEvent, p
 from storage.db import Engine, transaction
 from storage.errors import StoreUnavailable
 from storage.records import InboundDelivery, Outcome
-from storage.store import Store
+from storage.store import ResultChange, Store, feed_change
 
 RECORDED = "recorded"
 STORED_UNPARSED = "stored-unparsed"
@@ -50,10 +50,21 @@ def apply_event(store: Store, event: Event | None, *, now: datetime) -> str:
     return STORED_UNPARSED
 
 
+def _apply_for_feed(
+    store: Store, event: Event | None, *, now: datetime
+) -> tuple[str, ResultChange | None]:
+    """``apply_event``, plus what the change feed records of it (None: nothing to record)."""
+    if isinstance(event, ScoreEvent):
+        change = store.apply_result(event.result, source="webhook", now=now, delivered=True)
+        return change.outcome.value, feed_change(event.result.scoring_job_id, change)
+    return apply_event(store, event, now=now), None
+
+
 def ingest(store: Store, item: Accepted, *, now: datetime) -> str:
     """Apply one delivery and record it in the inbox; returns the webhook response status."""
-    status = apply_event(store, item.event, now=now)
+    status, fed = _apply_for_feed(store, item.event, now=now)
     store.record_delivery(item.delivery, outcome=status, now=now)
+    store.log_changes([fed] if fed else [], now=now)  # last: it takes the feed's counter lock
     return status
 
 
@@ -66,16 +77,22 @@ def ingest_group(store: Store, items: Sequence[Accepted], *, now: datetime) -> l
     scores = [item.event.result for item in items if isinstance(item.event, ScoreEvent)]
     created = store.insert_new_results(scores, source="webhook", now=now, delivered=True)
     statuses: list[str] = []
+    feed: list[ResultChange] = []  # the change feed's entries, in delivery order
     for item in items:
         event = item.event
         if isinstance(event, ScoreEvent) and event.result.scoring_job_id in created:
             created.discard(event.result.scoring_job_id)  # later repeats merge as usual
             statuses.append(Outcome.APPLIED.value)
+            feed.append(ResultChange(event.result.scoring_job_id, "created"))
         else:
-            statuses.append(apply_event(store, event, now=now))
+            status, fed = _apply_for_feed(store, event, now=now)
+            statuses.append(status)
+            if fed is not None:
+                feed.append(fed)
     store.record_deliveries(
         [(item.delivery, status) for item, status in zip(items, statuses, strict=True)], now=now
     )
+    store.log_changes(feed, now=now)  # last: it takes the feed's counter lock
     return statuses
 
 
@@ -90,11 +107,12 @@ def replay(store: Store, delivery_id: int, body: bytes, *, now: datetime) -> str
         event: Event | None = parse_event(body)
     except PayloadError:
         event = None
-    outcome = apply_event(store, event, now=now)
+    outcome, fed = _apply_for_feed(store, event, now=now)
     name, scoring_job_id, batch_id = event_ids(event)
     store.update_delivery(
         delivery_id, outcome=outcome, event=name, scoring_job_id=scoring_job_id, batch_id=batch_id
     )
+    store.log_changes([fed] if fed else [], now=now)  # last: it takes the feed's counter lock
     return outcome
 
 

@@ -1,132 +1,251 @@
-"""The token-protected read API under ``/api``: results, batches, deliveries as JSON."""
+"""The token-protected read API under ``/api``: results, batches, deliveries, the change feed.
+
+Every answer under ``/api`` (errors and unknown paths included) carries
+``Cache-Control: no-store`` and ``X-Content-Type-Options: nosniff``: it holds personal
+data that no cache may keep. Every token problem gets one generic 401 (the reason goes to
+the log); every unusable parameter a 400 naming it. Listings page with opaque cursors
+(``receiver.cursors``): ``{"data": [...], "next": cursor-or-null}``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import structlog
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from receiver import cursors
+from receiver.feed_api import FEED_PARAMETERS, POLL_SECONDS, read_changes
+from receiver.query_params import STATUSES, Query, QueryError, cursor_param
 from receiver.rows import json_row
-from receiver.signatures import parse_timestamp
 from receiver.tokens import TokenError, check_token
 from storage.db import Engine, transaction
 from storage.errors import StoreUnavailable
 from storage.store import ResultFilter, Store
 
+log = structlog.get_logger("nova_sink.read_api")
+
 MAX_LIMIT = 1000
+DEFAULT_LIMIT = 50
+_HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+_T = TypeVar("_T")
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-class BadQuery(ValueError):
-    """A query parameter that cannot be used (answered 400)."""
+class ApiHeaders:
+    """Pure ASGI wrapper: the API's headers on every response it sends, whoever built it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in _HEADERS}
+                kept = [h for h in message.get("headers", []) if h[0].lower() not in names]
+                message = {**message, "headers": [*kept, *_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    """404 and 405 from the API's router, as JSON like every other API answer."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail.lower()}, exc.status_code, exc.headers)
 
 
 class ReadApi:
-    def __init__(self, engine: Engine, *, key: str | None, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        keys: Sequence[str] | None,
+        clock: Callable[[], datetime],
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
         self.engine = engine
-        self.key = key
+        self.keys = list(keys) if keys else None
         self.clock = clock
+        self.poll_seconds = poll_seconds
 
-    def routes(self) -> list[Route]:
-        return [
-            Route("/api/results", self._handler(self._results), methods=["GET"]),
-            Route("/api/results/{id}", self._handler(self._result), methods=["GET"]),
-            Route("/api/batches", self._handler(self._batches), methods=["GET"]),
-            Route("/api/batches/{id}", self._handler(self._batch), methods=["GET"]),
-            Route("/api/deliveries", self._handler(self._deliveries), methods=["GET"]),
-        ]
+    def routes(self) -> list[BaseRoute]:
+        """One mount of its own app: unknown paths and methods are answered inside it (so
+        they get the API's headers too), and it never redirects."""
+        api = Starlette(
+            routes=[
+                Route("/results", self._guard(self._results), methods=["GET"]),
+                Route("/results/{id}", self._guard(self._result), methods=["GET"]),
+                Route("/batches", self._guard(self._batches), methods=["GET"]),
+                Route("/batches/{id}", self._guard(self._batch), methods=["GET"]),
+                Route("/deliveries", self._guard(self._deliveries), methods=["GET"]),
+                Route("/changes", self._guard(self._changes), methods=["GET"]),
+            ],
+            exception_handlers={HTTPException: _http_error},
+        )
+        # A redirect would be built from the request's Host header.
+        api.router.redirect_slashes = False
+        return [Mount("/api", app=ApiHeaders(api))]
 
-    def _handler(self, query: Callable[[Store, Request], Any]) -> Callable[[Request], Any]:
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _guard(self, endpoint: Endpoint) -> Endpoint:
         async def handle(request: Request) -> Response:
-            if self.key is None:
+            if self.keys is None:
                 return JSONResponse({"error": "read API disabled: set SINK_SECRET_KEY"}, 404)
             denied = self._authorize(request)
             if denied is not None:
                 return denied
             try:
-                data = await run_in_threadpool(self._read, query, request)
-            except BadQuery as exc:
-                return JSONResponse({"error": str(exc)}, 400)
+                return await endpoint(request)
+            except QueryError as exc:
+                return JSONResponse({"error": str(exc), "parameter": exc.param}, 400)
             except StoreUnavailable:
                 return JSONResponse({"error": "database unavailable"}, 503, {"Retry-After": "5"})
-            if data is None:
-                return JSONResponse({"error": "not found"}, 404)
-            return JSONResponse(data)
 
         return handle
 
     def _authorize(self, request: Request) -> Response | None:
-        assert self.key is not None
+        assert self.keys is not None
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return _unauthorized("bearer token required")
         try:
-            check_token(self.key, token.strip(), scope="read", now=self.clock())
+            if scheme.lower() != "bearer" or not token.strip():
+                raise TokenError("no bearer token")
+            check_token(self.keys, token.strip(), scope="read", now=self.clock())
         except TokenError as exc:
-            return _unauthorized(str(exc))
+            log.info("read_api_unauthorized", reason=exc.reason, path=request.url.path)
+            # One body for every reason: a caller learns nothing about which check failed.
+            return JSONResponse(
+                {"error": "unauthorized"}, 401, {"WWW-Authenticate": 'Bearer realm="nova-sink"'}
+            )
         return None
 
-    def _read(self, query: Callable[[Store, Request], Any], request: Request) -> Any:
+    async def _read(self, query: Callable[[Store], _T]) -> _T:
+        return await run_in_threadpool(self._in_transaction, query)
+
+    def _in_transaction(self, query: Callable[[Store], _T]) -> _T:
         with transaction(self.engine, write=False) as store:
-            return query(store, request)
+            return query(store)
 
     @staticmethod
-    def _limit(request: Request) -> int:
-        raw = request.query_params.get("limit", "50")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-            raise BadQuery(f"limit must be a whole number from 1 to {MAX_LIMIT}")
-        return int(raw)
+    def _query(request: Request, *allowed: str) -> Query:
+        return Query(request.query_params.multi_items(), allowed)
 
-    def _results(self, store: Store, request: Request) -> Any:
-        params = request.query_params
-        since = params.get("since")
-        status = params.get("status")
-        if status is not None and status not in {"pending", "completed", "failed"}:
-            raise BadQuery("status must be pending, completed or failed")
-        try:
-            since_at = parse_timestamp(since) if since else None
-        except ValueError:
-            raise BadQuery("since must be an ISO-8601 timestamp") from None
+    @staticmethod
+    def _limit(query: Query) -> int:
+        return query.integer("limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
+
+    # -- listings -------------------------------------------------------------------------------
+
+    async def _results(self, request: Request) -> Response:
+        q = self._query(request, "limit", "after", "job", "batch", "application", "status", "since")
+        limit = self._limit(q)
+        after = cursor_param(q, "results", cursors.decode_timestamp_key)
         flt = ResultFilter(
-            job_id=params.get("job"),
-            batch_id=params.get("batch"),
-            application_id=params.get("application"),
-            status=status,
-            since=since_at,
+            job_id=q.text("job"),
+            batch_id=q.text("batch"),
+            application_id=q.text("application"),
+            status=q.choice("status", STATUSES),
+            since=q.since("since", now=self.clock()),
         )
-        return [json_row(r) for r in store.list_results(flt, limit=self._limit(request))]
+        rows = await self._read(lambda s: s.page_results(flt, after=after, limit=limit + 1))
+        return _page(
+            rows,
+            limit,
+            lambda r: cursors.encode("results", r["first_seen_at"], r["scoring_job_id"]),
+        )
 
-    def _result(self, store: Store, request: Request) -> Any:
-        row = store.get_result(request.path_params["id"])
-        return None if row is None else json_row(row)
-
-    def _batches(self, store: Store, request: Request) -> Any:
-        return [json_row(r) for r in store.list_batches(limit=self._limit(request))]
-
-    def _batch(self, store: Store, request: Request) -> Any:
-        batch_id = request.path_params["id"]
-        row = store.get_batch(batch_id)
+    async def _result(self, request: Request) -> Response:
+        self._query(request)
+        scoring_job_id = _path_id(request)
+        row = (
+            None
+            if scoring_job_id is None
+            else await self._read(lambda s: s.get_result(scoring_job_id))
+        )
         if row is None:
-            return None
-        data = json_row(row)
-        data["results"] = [json_row(r) for r in store.results_for_batch(batch_id)]
-        data["rejected_applications"] = [json_row(r) for r in store.rejected_for_batch(batch_id)]
-        return data
+            return JSONResponse({"error": "not found"}, 404)
+        return JSONResponse(json_row(row))
 
-    def _deliveries(self, store: Store, request: Request) -> Any:
-        params = request.query_params
-        rows = store.list_deliveries(
-            event=params.get("event"),
-            outcome=params.get("outcome"),
-            scoring_job_id=params.get("scoring_job"),
-            limit=self._limit(request),
+    async def _batches(self, request: Request) -> Response:
+        q = self._query(request, "limit", "after", "status")
+        limit = self._limit(q)
+        after = cursor_param(q, "batches", cursors.decode_timestamp_key)
+        status = q.choice("status", STATUSES)
+        rows = await self._read(
+            lambda s: s.page_batches(status=status, after=after, limit=limit + 1)
         )
-        return [json_row(r) for r in rows]
+        return _page(
+            rows, limit, lambda r: cursors.encode("batches", r["tracked_at"], r["batch_id"])
+        )
+
+    async def _batch(self, request: Request) -> Response:
+        self._query(request)
+        batch_id = _path_id(request)
+        data = (
+            None
+            if batch_id is None
+            else await self._read(lambda s: _batch_with_results(s, batch_id))
+        )
+        if data is None:
+            return JSONResponse({"error": "not found"}, 404)
+        return JSONResponse(data)
+
+    async def _deliveries(self, request: Request) -> Response:
+        q = self._query(request, "limit", "after", "event", "outcome", "scoring_job")
+        limit = self._limit(q)
+        after = cursor_param(q, "deliveries", cursors.decode_position)
+        event, outcome, scoring_job = q.text("event"), q.text("outcome"), q.text("scoring_job")
+        rows = await self._read(
+            lambda s: s.page_deliveries(
+                event=event,
+                outcome=outcome,
+                scoring_job_id=scoring_job,
+                after=after,
+                limit=limit + 1,
+            )
+        )
+        return _page(rows, limit, lambda r: cursors.encode("deliveries", r["id"]))
+
+    async def _changes(self, request: Request) -> Response:
+        query = self._query(request, *FEED_PARAMETERS)
+        body = await read_changes(
+            query,
+            limit=self._limit(query),
+            read=self._read,
+            disconnected=request.is_disconnected,
+            poll_seconds=self.poll_seconds,
+        )
+        return JSONResponse(body)
 
 
-def _unauthorized(reason: str) -> Response:
-    return JSONResponse({"error": reason}, 401, {"WWW-Authenticate": 'Bearer realm="nova-sink"'})
+def _path_id(request: Request) -> str | None:
+    """The id in the path, or None when no stored id could look like it."""
+    value = str(request.path_params["id"])
+    return value if 0 < len(value) <= 200 and value.isprintable() else None
+
+
+def _page(rows: Sequence[Any], limit: int, key: Callable[[Any], str]) -> Response:
+    """``limit + 1`` rows were read: the extra one only says that another page exists."""
+    shown = rows[:limit]
+    more = len(rows) > limit
+    body = {"data": [json_row(r) for r in shown], "next": key(shown[-1]) if more else None}
+    return JSONResponse(body)
+
+
+def _batch_with_results(store: Store, batch_id: str) -> dict[str, Any] | None:
+    row = store.get_batch(batch_id)
+    if row is None:
+        return None
+    data = json_row(row)
+    data["results"] = [json_row(r) for r in store.results_for_batch(batch_id)]
+    data["rejected_applications"] = [json_row(r) for r in store.rejected_for_batch(batch_id)]
+    return data

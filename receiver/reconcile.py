@@ -24,7 +24,7 @@ from receiver.nova import LegacyJobRef, NovaClient
 from storage.db import Engine, transaction
 from storage.errors import LeaseHeld
 from storage.records import Api, BatchState, RejectedApplication, ScoringResult
-from storage.store import Store
+from storage.store import ResultChange, Store, feed_change
 
 _T = TypeVar("_T")
 
@@ -259,6 +259,7 @@ class Reconciler:
             settled = batch_settled(state, terminal)
             store.update_batch(state, now=now, due=not settled, reconciled=True)
             self._renew(store, now)
+            store.log_changes(written.feed, now=now)  # last: it takes the feed's counter lock
         return written
 
     def _write_job(self, result: ScoringResult) -> _Written:
@@ -266,6 +267,7 @@ class Reconciler:
         with transaction(self.engine, commit=not self.dry_run) as store:
             written = _apply(store, (result,), now)
             self._renew(store, now)
+            store.log_changes(written.feed, now=now)  # last: it takes the feed's counter lock
         return written
 
     def _count(self, written: _Written) -> None:
@@ -392,12 +394,16 @@ class _Written:
     updated: int = 0
     enriched: int = 0
     rejected: int = 0
+    feed: list[ResultChange] = field(default_factory=list)
 
 
 def _apply(store: Store, results: Iterable[ScoringResult], now: datetime) -> _Written:
     written = _Written()
     for result in results:
         change = store.apply_result(result, source="reconcile", now=now)
+        fed = feed_change(result.scoring_job_id, change)
+        if fed is not None:
+            written.feed.append(fed)
         if change.created:
             written.added += 1
         elif change.updated:

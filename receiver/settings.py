@@ -94,14 +94,22 @@ class Settings(BaseSettings):
         return key
 
     def read_token_key(self) -> str:
-        key = self.sink_secret_key.get_secret_value() if self.sink_secret_key else ""
-        if len(key) < 16:
+        """The newest ``SINK_SECRET_KEY`` (the one new tokens are signed with)."""
+        return self.read_token_keys()[0]
+
+    def read_token_keys(self) -> list[str]:
+        """Every ``SINK_SECRET_KEY``, comma-separated, newest first: new tokens are signed
+        with the first, all of them are accepted (rotation)."""
+        raw = self.sink_secret_key.get_secret_value() if self.sink_secret_key else ""
+        keys = [part.strip() for part in raw.split(",") if part.strip()]
+        if not keys or any(len(key) < 16 for key in keys):
             raise ConfigError(
                 "SINK_SECRET_KEY",
-                "not set or shorter than 16 characters; set it to a long random string "
-                '(python -c "import secrets; print(secrets.token_urlsafe(32))")',
+                "not set, or a key shorter than 16 characters; set it to a long random string "
+                '(python -c "import secrets; print(secrets.token_urlsafe(32))"), '
+                "comma-separated and newest first while rotating",
             )
-        return key
+        return keys
 
     def resolved_log_format(self) -> Literal["console", "json"]:
         if self.log_format is not None:

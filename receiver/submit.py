@@ -9,6 +9,7 @@ from typing import Any
 
 from receiver.nova import CreatedBatch, NovaClient
 from storage.db import Engine, transaction
+from storage.store import ResultChange
 
 MAX_APPLICATIONS_PER_BATCH = 25  # Nova's documented limit per scoring-batch request
 
@@ -44,7 +45,7 @@ def _record(
 ) -> None:
     with transaction(engine) as store:
         store.track_batch(answer.batch, now=now)
-        store.track_pending_jobs(
+        created = store.track_pending_jobs(
             scoring_job_ids=answer.scoring_job_ids,
             batch_id=answer.batch.batch_id,
             job_id=job_id,
@@ -52,3 +53,5 @@ def _record(
             now=now,
         )
         store.record_rejected(answer.rejected, now=now)
+        # The change feed: pending results are results too (last: it takes the counter lock).
+        store.log_changes([ResultChange(i, "created") for i in created], now=now)

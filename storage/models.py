@@ -77,6 +77,11 @@ class ScoringJob(SQLModel, table=True):
     updated_at: datetime = _ts(index=True, nullable=False)
     delivery_count: int = 0
 
+    # Keyset paging of the read API walks results newest first by this pair.
+    __table_args__ = (
+        sa.Index("ix_scoring_job_first_seen_at_id", "first_seen_at", "scoring_job_id"),
+    )
+
 
 class Batch(SQLModel, table=True):
     """A tracked scoring batch."""
@@ -160,6 +165,39 @@ class Lease(SQLModel, table=True):
     name: str = Field(primary_key=True)
     holder: str
     expires_at: datetime = _ts(nullable=False)
+
+
+class ResultChangeRow(SQLModel, table=True):
+    """The change feed: one row per change a consumer can see, numbered in commit order.
+
+    ``seq`` is handed out by ``ChangeCounter`` in the committing transaction, so numbers
+    become visible in increasing order even with several writers (see ``store.changes``).
+    ``status``, ``job_id`` and ``batch_id`` are the result's values at that change, for
+    filtering the feed without a join.
+    """
+
+    __tablename__ = "result_change"
+    __table_args__ = (
+        sa.Index("ix_result_change_job_id_seq", "job_id", "seq"),
+        sa.Index("ix_result_change_batch_id_seq", "batch_id", "seq"),
+    )
+
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    scoring_job_id: str = Field(index=True)
+    kind: str  # created | updated
+    status: str
+    job_id: str | None = None
+    batch_id: str | None = None
+    changed_at: datetime = _ts(nullable=False)
+
+
+class ChangeCounter(SQLModel, table=True):
+    """One row: the last change sequence number handed out. Its row lock orders committers."""
+
+    __tablename__ = "change_counter"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
 
 
 METADATA = SQLModel.metadata

@@ -153,8 +153,8 @@ def test_track_pending_jobs_counts_only_new_ones(engine: Engine) -> None:
     """Submitting known scoring jobs twice adds them once."""
     with transaction(engine) as store:
         kw = {"batch_id": "batch_1", "job_id": "job-123", "tenant_id": "t", "now": NOW}
-        assert store.track_pending_jobs(scoring_job_ids=["a", "b"], **kw) == 2  # type: ignore[arg-type]
-        assert store.track_pending_jobs(scoring_job_ids=["b", "c"], **kw) == 1  # type: ignore[arg-type]
+        assert store.track_pending_jobs(scoring_job_ids=["a", "b"], **kw) == ["a", "b"]  # type: ignore[arg-type]
+        assert store.track_pending_jobs(scoring_job_ids=["b", "c"], **kw) == ["c"]  # type: ignore[arg-type]
     assert row(engine, "c")["status"] == "pending"
 
 

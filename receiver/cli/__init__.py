@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from receiver.cli import demo_cmd, inspect, nova_cmds, ops, serve
+from receiver.cli import changes, demo_cmd, inspect, nova_cmds, ops, serve
 
 app = typer.Typer(
     name="nova-sink",
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 serve.register(app)
 inspect.register(app)
+changes.register(inspect.results_app)
 ops.register(app)
 nova_cmds.register(app)
 demo_cmd.register(app)

@@ -50,7 +50,7 @@ def ui_keys(settings: Settings) -> list[str] | None:
     (dashboard off). The one place that reads the key for the dashboard."""
     if settings.sink_secret_key is None:
         return None
-    return [settings.read_token_key()]
+    return settings.read_token_keys()
 
 
 def _serializer(keys: Sequence[str]) -> URLSafeSerializer:

@@ -9,6 +9,8 @@ that differ by dialect live in ``storage.store.dialect``.
 - ``inbox``: deliveries, raw bodies and attempts
 - ``runs``: reconcile runs and the lease
 - ``admin``: retention, erasure, stats, schema probe
+- ``changes``: the change feed, numbered in commit order
+- ``pages``: keyset pages for the read API
 - ``dashboard``: keyset-paged reads for the dashboard
 """
 
@@ -16,13 +18,39 @@ from __future__ import annotations
 
 from storage.store.admin import AdminQueries
 from storage.store.batches import BatchQueries
+from storage.store.changes import (
+    ChangeFilter,
+    ChangePage,
+    ChangeQueries,
+    ResultChange,
+    feed_change,
+)
 from storage.store.dashboard import DashboardQueries
 from storage.store.inbox import InboxQueries
+from storage.store.pages import PageQueries
 from storage.store.results import Change, ResultFilter, ResultQueries
 from storage.store.runs import RunQueries
 
-__all__ = ["Change", "ResultFilter", "Store"]
+__all__ = [
+    "Change",
+    "ChangeFilter",
+    "ChangePage",
+    "ResultChange",
+    "ResultFilter",
+    "Store",
+    "feed_change",
+]
 
 
-class Store(ResultQueries, BatchQueries, InboxQueries, RunQueries, AdminQueries, DashboardQueries):
+# PageQueries first: it extends ResultQueries, and a subclass must precede its base.
+class Store(
+    PageQueries,
+    ResultQueries,
+    BatchQueries,
+    InboxQueries,
+    RunQueries,
+    AdminQueries,
+    ChangeQueries,
+    DashboardQueries,
+):
     """Typed queries over one open connection (and its transaction)."""

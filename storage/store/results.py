@@ -123,9 +123,10 @@ class ResultQueries(StoreBase):
         job_id: str,
         tenant_id: str | None,
         now: datetime,
-    ) -> int:
-        """Record scoring jobs we know exist (from ``submit``); returns how many were new."""
-        added = 0
+    ) -> list[str]:
+        """Record scoring jobs we know exist (from ``submit``); returns the ids that were new
+        (the change feed logs them as creations)."""
+        added: list[str] = []
         for scoring_job_id in scoring_job_ids:
             result = ScoringResult(
                 scoring_job_id=scoring_job_id,
@@ -134,7 +135,8 @@ class ResultQueries(StoreBase):
                 batch_id=batch_id,
                 tenant_id=tenant_id,
             )
-            added += self.apply_result(result, source="submit", now=now).created
+            if self.apply_result(result, source="submit", now=now).created:
+                added.append(scoring_job_id)
         return added
 
     def get_result(self, scoring_job_id: str) -> RowMapping | None:

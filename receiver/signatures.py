@@ -41,6 +41,7 @@ __all__ = [
     "Verified",
     "fingerprint",
     "parse_timestamp",  # re-exported from receiver.values (callers predate that module)
+    "setting_name",
     "sign",
     "verify",
 ]
@@ -64,6 +65,11 @@ _PREFIX = "sha256="
 _HEX_DIGEST_LEN = 64
 # More candidate signatures than this in one header is not rotation, it is an attack on CPU.
 _MAX_CANDIDATES = 8
+
+
+def setting_name(construction: Construction) -> str:
+    """The ``NOVA_SIGNATURE_CONSTRUCTION`` value naming ``construction`` (``timestamp``…)."""
+    return next(name for name, value in CONSTRUCTION_SETTINGS.items() if value == construction)
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,20 +283,84 @@ def stats(as_json: bool = JSON_OPTION) -> None:
             typer.echo(f"{section}: {value}")
 
 
+SECRET_COLUMNS = (
+    "position",
+    "fingerprint",
+    "construction",
+    "pinned",
+    "pinned_at",
+    "last_verified",
+)
+
+
 @secrets_app.command("status")
 def secrets_status(as_json: bool = JSON_OPTION) -> None:
-    """Each configured secret (by fingerprint) and the last delivery it verified."""
-    from receiver.signatures import fingerprint
+    """Each configured secret (by fingerprint): its signed-message construction, how that was
+    set (configured by NOVA_SIGNATURE_CONSTRUCTION, learned from the first delivery it
+    verified, or unpinned: none verified yet), and the last delivery it verified.
+
+    Example: nova-sink secrets status --json
+    """
+    from receiver.pinning import describe
+    from receiver.signatures import fingerprint, setting_name
 
     cfg = settings()
-    secrets = cfg.webhook_secrets()
+    fingerprints = [fingerprint(secret) for secret in cfg.webhook_secrets()]
     with store_for(cfg) as store:
         last = store.last_delivery_by_fingerprint()
+        learned = store.signature_pins()
+    pins = describe(
+        fingerprints,
+        cfg.nova_signature_construction,
+        {name: pin.construction for name, pin in learned.items()},
+    )
     rows = []
-    for position, secret in enumerate(secrets, start=1):
-        name = fingerprint(secret)
-        rows.append({"position": position, "fingerprint": name, "last_verified": last.get(name)})
+    for position, pin in enumerate(pins, start=1):
+        stored = learned.get(pin.fingerprint) if pin.source == "learned" else None
+        rows.append(
+            {
+                "position": position,
+                "fingerprint": pin.fingerprint,
+                "construction": setting_name(pin.construction) if pin.construction else None,
+                "pinned": pin.source,
+                "pinned_at": stored.pinned_at if stored else None,
+                "last_verified": last.get(pin.fingerprint),
+            }
+        )
     if as_json:
         print_json([json_row(row) for row in rows])
     else:
-        print_table(rows, ("position", "fingerprint", "last_verified"), "secrets")
+        print_table(rows, SECRET_COLUMNS, "secrets")
+
+
+@secrets_app.command("unpin")
+def secrets_unpin(
+    fingerprint: str | None = typer.Argument(
+        None, help="The secret's fingerprint (fp_…), as `secrets status` shows it."
+    ),
+    every: bool = typer.Option(False, "--all", help="Clear every learned pin."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Forget the construction learned for a secret, so the next delivery it verifies pins
+    it again (after Nova changed how it signs, or to undo a wrong first pin).
+
+    Running `serve` processes keep the pins they hold until restarted: restart them after
+    unpinning. Pins configured with NOVA_SIGNATURE_CONSTRUCTION are not stored, not cleared.
+
+    Examples: nova-sink secrets unpin fp_0123456789 / nova-sink secrets unpin --all
+    """
+    if (fingerprint is None) == (not every):
+        fail("name one fingerprint, or pass --all", 2)
+    with store_for(settings(), write=True) as store:
+        removed = store.remove_pins(None if every else [fingerprint or ""])
+    if fingerprint is not None and not removed:
+        fail(f"no learned pin for {fingerprint!r} (see `nova-sink secrets status`)")
+    if as_json:
+        print_json({"unpinned": removed})
+        return
+    for name in removed:
+        typer.echo(f"unpinned {name}")
+    typer.echo(
+        f"cleared {len(removed)} pin(s); restart `nova-sink serve` so running workers forget them",
+        err=True,
+    )

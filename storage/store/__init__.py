@@ -9,6 +9,7 @@ that differ by dialect live in ``storage.store.dialect``.
 - ``inbox``: deliveries, raw bodies and attempts
 - ``runs``: reconcile runs and the lease
 - ``admin``: retention, erasure, stats, schema probe
+- ``pins``: the signature construction pinned per webhook secret
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from __future__ import annotations
 from storage.store.admin import AdminQueries
 from storage.store.batches import BatchQueries
 from storage.store.inbox import InboxQueries
+from storage.store.pins import Pin, PinQueries
 from storage.store.results import Change, ResultFilter, ResultQueries
 from storage.store.runs import RunQueries
 
-__all__ = ["Change", "ResultFilter", "Store"]
+__all__ = ["Change", "Pin", "ResultFilter", "Store"]
 
 
-class Store(ResultQueries, BatchQueries, InboxQueries, RunQueries, AdminQueries):
+class Store(ResultQueries, BatchQueries, InboxQueries, RunQueries, AdminQueries, PinQueries):
     """Typed queries over one open connection (and its transaction)."""

@@ -6,6 +6,8 @@ Real servers for disconnects, logs and header limits are in ``test_hostile_serve
 from __future__ import annotations
 
 import asyncio
+import hmac
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -156,3 +158,39 @@ def test_client_disconnect_mid_body_is_counted_not_raised(
         lines = metric_lines(client)
     assert "nova_sink_abandoned_requests_total 1.0" in lines
     assert all(m.get("status") != 500 for m in sent)
+
+
+# ---- item 9: verification cost stays off the event loop for large bodies ---------------------
+
+
+@pytest.fixture(name="hmac_threads")
+def fixture_hmac_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of the thread each HMAC is computed on (a spy on the standard library)."""
+    names: list[str] = []
+    original = hmac.new
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        names.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(hmac, "new", spy)
+    return names
+
+
+def test_large_forged_bodies_are_hashed_off_the_event_loop(
+    client: TestClient, hmac_threads: list[str]
+) -> None:
+    """A forged 1 MiB body is verified in a worker thread: genuine deliveries keep the loop."""
+    body = b"x" * (1024 * 1024 - 1)
+    response = client.post(URL, content=body, headers={"x-webhook-signature": "0" * 64})
+    assert response.status_code == 401
+    assert hmac_threads
+    assert all(name.startswith("AnyIO worker thread") for name in hmac_threads)
+
+
+def test_small_bodies_are_hashed_inline(client: TestClient, hmac_threads: list[str]) -> None:
+    """A delivery of ordinary size skips the thread hand-off (it costs more than the HMAC)."""
+    body = score_completed()
+    assert client.post(URL, content=body, headers=signed(body)).status_code == 200
+    assert hmac_threads
+    assert not any(name.startswith("AnyIO worker thread") for name in hmac_threads)

@@ -24,7 +24,9 @@ from receiver.rows import json_row
 results_app = typer.Typer(help="Scoring results stored locally.", no_args_is_help=True)
 batches_app = typer.Typer(help="Tracked scoring batches.", no_args_is_help=True)
 deliveries_app = typer.Typer(help="The webhook inbox.", no_args_is_help=True)
-secrets_app = typer.Typer(help="Configured webhook secrets.", no_args_is_help=True)
+secrets_app = typer.Typer(
+    help="Configured webhook secrets and their signature pins.", no_args_is_help=True
+)
 
 RESULT_COLUMNS = (
     "scoring_job_id",
@@ -295,9 +297,9 @@ SECRET_COLUMNS = (
 
 @secrets_app.command("status")
 def secrets_status(as_json: bool = JSON_OPTION) -> None:
-    """Each configured secret (by fingerprint): its signed-message construction, how that was
-    set (configured by NOVA_SIGNATURE_CONSTRUCTION, learned from the first delivery it
-    verified, or unpinned: none verified yet), and the last delivery it verified.
+    """Each configured secret (by fingerprint): its construction, and the last delivery it verified.
+
+    pinned: configured (NOVA_SIGNATURE_CONSTRUCTION), learned (first verified delivery), unpinned.
 
     Example: nova-sink secrets status --json
     """
@@ -341,11 +343,11 @@ def secrets_unpin(
     every: bool = typer.Option(False, "--all", help="Clear every learned pin."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Forget the construction learned for a secret, so the next delivery it verifies pins
-    it again (after Nova changed how it signs, or to undo a wrong first pin).
+    """Forget a secret's learned construction: the next delivery it verifies pins it again.
 
-    Running `serve` processes keep the pins they hold until restarted: restart them after
-    unpinning. Pins configured with NOVA_SIGNATURE_CONSTRUCTION are not stored, not cleared.
+    Use it after Nova changed how it signs, or to undo a wrong first pin.
+
+    Running `serve` processes keep the pins they hold: restart them after unpinning.
 
     Examples: nova-sink secrets unpin fp_0123456789 / nova-sink secrets unpin --all
     """

@@ -29,8 +29,9 @@ def serve(
 ) -> None:
     """Run the webhook receiver (POST /webhooks/nova, /healthz, /readyz, /metrics, /api).
 
-    Request heads are bounded (--max-header-bytes) and bodies by WEBHOOK_MAX_BODY_BYTES;
-    behind a reverse proxy set its limits too (README, "Deploying").
+    Request heads are bounded by --max-header-bytes, bodies by WEBHOOK_MAX_BODY_BYTES.
+
+    Behind a reverse proxy, set its limits too (README, "Deploying").
 
     Example: nova-sink serve --host 0.0.0.0 --port 8000 --workers 2
     """

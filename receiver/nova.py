@@ -48,7 +48,7 @@ from receiver.nova_schema import (
     scoring_result,
 )
 from receiver.ratelimit import TokenBucket
-from receiver.values import is_plain_segment
+from receiver.values import is_ascii_digits, is_plain_segment
 from storage.records import BatchState, RejectedApplication, ScoringResult, Status
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 MAX_RETRY_AFTER = 60.0
+_MAX_NUMBER_CHARS = 32
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 
@@ -75,6 +76,9 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
         return None
     text = value.strip()
     try:
+        # float() also reads "١٢" (Arabic-Indic digits) as 12: seconds are ASCII here.
+        if not text.isascii() or len(text) > _MAX_NUMBER_CHARS:
+            raise ValueError("not an ASCII number")
         seconds = float(text)
     except ValueError:
         try:
@@ -397,7 +401,8 @@ class NovaClient:
         """The response body, refusing (without reading on) anything over the cap."""
         limit = self.max_response_bytes
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        # isdigit() alone is true for "²", which int() rejects: ASCII digits, bounded length.
+        if is_ascii_digits(declared) and (len(declared) > 18 or int(declared) > limit):
             raise NovaResponseError(f"{what}: response of {declared} bytes exceeds {limit}")
         content = bytearray()
         async for chunk in response.aiter_bytes():

@@ -164,3 +164,33 @@ async def test_a_plausible_answer_still_parses() -> None:
     async with recorder.client() as http:
         snapshot = await make_client(http).get_batch("job-123", "batch_1")
     assert [job.score for job in snapshot.jobs] == [7]
+
+
+# ---- numbers in Nova's headers are ASCII --------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["\u0661\u0662", "\uff13", "\u00b2"])
+def test_retry_after_with_non_ascii_digits_is_garbage(value: str) -> None:
+    """float() reads "١٢" as 12; a Retry-After of Unicode digits falls back to normal backoff."""
+    from datetime import UTC, datetime
+
+    from receiver.nova import parse_retry_after
+
+    assert parse_retry_after(value, now=datetime(2026, 1, 15, tzinfo=UTC)) is None
+
+
+async def test_content_length_of_unicode_digits_does_not_crash_the_client() -> None:
+    """`Content-Length: ²` (isdigit() but not int()) is ignored, the body read capped."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        import json
+
+        # Bytes on the wire, as a server would send them; httpx reads them back as latin-1.
+        headers = [(b"content-length", "\u00b2".encode("latin-1"))]
+        return httpx.Response(200, headers=headers, content=json.dumps(BATCH).encode())
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(handler), base_url="https://embed.nova.dweet.com"
+    ) as http:
+        snapshot = await make_client(http).get_batch("job-123", "batch_1")
+    assert snapshot.batch.batch_id == "batch_1"

@@ -7,7 +7,9 @@ touches the database), parses, then waits for the writer to commit before answer
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -46,6 +48,9 @@ _MAX_ID_LEN = 200
 # large inputs, so forged 1 MiB bodies cannot stall the event loop (and the genuine ~1.5 KB
 # deliveries queued behind them). Below it, the thread hand-off costs more than the hashing.
 VERIFY_OFF_LOOP_BYTES = 64 * 1024
+# At most this many large bodies are hashed at once: a flood of forgeries gets the cores
+# left over by the event loop, never the threadpool other work (pins, readyz) needs.
+VERIFY_THREADS = max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
 def _utcnow() -> datetime:
@@ -87,6 +92,7 @@ class Receiver:
         self.keys = [secret.encode() for secret in secrets]
         self.fingerprints = [fingerprint(secret) for secret in secrets]
         self.pins = PinPolicy(self.fingerprints, settings.nova_signature_construction)
+        self._hashing = asyncio.Semaphore(VERIFY_THREADS)
         self.tolerance = timedelta(seconds=settings.webhook_tolerance_seconds)
         self.engine = engine
         self.clock = clock
@@ -170,9 +176,16 @@ class Receiver:
         """Verify against each secret's pinned construction; claim the pin on a first match."""
         headers, now, allowed = request.headers, self.clock(), self.pins.allowed
         if len(body) > VERIFY_OFF_LOOP_BYTES:
-            verified = await run_in_threadpool(
-                verify, self.keys, headers, body, now=now, tolerance=self.tolerance, allowed=allowed
-            )
+            async with self._hashing:
+                verified = await run_in_threadpool(
+                    verify,
+                    self.keys,
+                    headers,
+                    body,
+                    now=now,
+                    tolerance=self.tolerance,
+                    allowed=allowed,
+                )
         else:
             verified = verify(
                 self.keys, headers, body, now=now, tolerance=self.tolerance, allowed=allowed

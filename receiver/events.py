@@ -4,7 +4,10 @@ Nova's bodies are flat, with ``event`` as the discriminator (NOVA.md §1). Anyth
 not JSON, or not the shape of a known event, raises ``PayloadError``; an unknown event name
 parses to ``UnknownEvent``. Nothing else ever escapes: a signed payload must not cause a 500.
 Strings that a database cannot store as text (NUL, lone surrogates) are a ``PayloadError``
-too; the raw bytes are still kept in the inbox.
+too; the raw bytes are still kept in the inbox. So are values no scorer produces
+(``receiver.values``): a score outside 0..10, a timestamp outside 2000-2100 or with
+non-ASCII digits, a score event missing what reconcile and readers need (ids, the score or
+error, the time), and ids that are not plain path segments (``..``, ``/``).
 """
 
 from __future__ import annotations

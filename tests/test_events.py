@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -579,3 +579,21 @@ def test_ids_with_unicode_and_punctuation_stay_valid() -> None:
     )
     assert isinstance(event, ScoreEvent)
     assert event.result.scoring_job_id == "sj.v2 1"
+
+
+@settings(max_examples=300)
+@given(
+    text=st.one_of(
+        st.text(max_size=50),
+        st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+        st.integers(-(10**14), 10**14).map(str),
+    )
+)
+def test_property_parse_timestamp_is_plausible_or_value_error(text: str) -> None:
+    """Any text parses to an aware UTC time in 2000-2100, or raises ValueError: nothing else."""
+    try:
+        parsed = parse_timestamp(text)
+    except ValueError:
+        return
+    assert parsed.utcoffset() == timedelta(0)
+    assert EARLIEST <= parsed < LATEST

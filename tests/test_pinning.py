@@ -208,6 +208,29 @@ def test_racing_workers_agree_on_one_pin(
     assert delivery_count(sqlite_engine) == 1
 
 
+def test_first_delivery_is_503_when_its_pin_cannot_be_claimed(
+    make_app: Callable[..., Starlette], sqlite_engine: Engine
+) -> None:
+    """No pin can be recorded (read-only database): 503 + Retry-After, Nova retries later."""
+    from storage.db import make_engine
+
+    path = sqlite_engine.url.database
+    read_only = make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    body, headers = captured()
+    try:
+        with TestClient(make_app(engine=read_only)) as client:
+            response = post(client, body, headers)
+            lines = client.get("/metrics").text.splitlines()
+    finally:
+        read_only.dispose()
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) > 0
+    assert 'nova_sink_rejected_requests_total{status="503"} 1.0' in lines
+    assert delivery_count(sqlite_engine) == 0
+    with transaction(sqlite_engine, write=False) as store:
+        assert store.signature_pins() == {}
+
+
 # ---- the CLI: secrets status, secrets unpin ---------------------------------------------------
 
 NOVA_SINK = Path(sys.executable).parent / "nova-sink"

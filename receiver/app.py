@@ -7,7 +7,9 @@ touches the database), parses, then waits for the writer to commit before answer
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,8 +19,9 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -28,9 +31,10 @@ from receiver.events import Event, parse_event
 from receiver.ingest import Accepted, Writer, event_ids
 from receiver.logs import configure_logging
 from receiver.metrics import CONTENT_TYPE, Metrics
+from receiver.pinning import PinPolicy
 from receiver.read_api import ReadApi
 from receiver.settings import Settings, load_settings
-from receiver.signatures import fingerprint, verify
+from receiver.signatures import Verified, fingerprint, verify
 from receiver.ui.routes import dashboard_routes
 from storage import schema
 from storage.db import Engine, make_engine, transaction
@@ -41,6 +45,13 @@ log = structlog.get_logger("nova_sink.receiver")
 
 RETRY_AFTER_SECONDS = "5"
 _MAX_ID_LEN = 200
+# Above this size the HMACs are computed in a worker thread: hashlib releases the GIL for
+# large inputs, so forged 1 MiB bodies cannot stall the event loop (and the genuine ~1.5 KB
+# deliveries queued behind them). Below it, the thread hand-off costs more than the hashing.
+VERIFY_OFF_LOOP_BYTES = 64 * 1024
+# At most this many large bodies are hashed at once: a flood of forgeries gets the cores
+# left over by the event loop, never the threadpool other work (pins, readyz) needs.
+VERIFY_THREADS = max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
 def _utcnow() -> datetime:
@@ -81,6 +92,8 @@ class Receiver:
         secrets = settings.webhook_secrets()
         self.keys = [secret.encode() for secret in secrets]
         self.fingerprints = [fingerprint(secret) for secret in secrets]
+        self.pins = PinPolicy(self.fingerprints, settings.nova_signature_construction)
+        self._hashing = asyncio.Semaphore(VERIFY_THREADS)
         self.tolerance = timedelta(seconds=settings.webhook_tolerance_seconds)
         self.engine = engine
         self.clock = clock
@@ -89,16 +102,20 @@ class Receiver:
 
     async def webhook(self, request: Request) -> Response:
         started = time.perf_counter()
-        body = await request.body()
+        body = await self._read_body(request)
+        if body is None:
+            return Response(status_code=400)  # nobody is left to read it
         try:
-            verified = verify(
-                self.keys, request.headers, body, now=self.clock(), tolerance=self.tolerance
-            )
+            verified = await self._verify(request, body)
         except SignatureError as exc:
             self.metrics.verification_failures.labels(exc.reason).inc()
             log.warning("webhook_rejected", reason=exc.reason, bytes=len(body))
             # Generic on purpose: the caller learns nothing about which check failed.
             return JSONResponse({"error": "invalid signature"}, status_code=401)
+        except StoreUnavailable as exc:  # claiming a signature pin needs the database
+            self.metrics.rejected.labels("503").inc()
+            log.error("webhook_pin_unavailable", error=str(exc))
+            return _unavailable()
         event: Event | None = None
         parse_error: str | None = None
         try:
@@ -142,17 +159,78 @@ class Receiver:
         )
         return JSONResponse({"status": status})
 
+    async def _read_body(self, request: Request) -> bytes | None:
+        """The whole body; None when the client went away first (counted, one quiet line)."""
+        try:
+            return await request.body()
+        except ClientDisconnect:
+            self.metrics.abandoned.inc()
+            log.info("webhook_abandoned", reason="client_disconnect")
+            return None
+        except HTTPException as exc:  # the route's body limit: its middleware answers 413
+            if exc.status_code == 413:
+                self.metrics.rejected.labels("413").inc()
+                log.info("webhook_rejected", reason="body_too_large")
+            raise
+
+    async def _verify(self, request: Request, body: bytes) -> Verified:
+        """Verify against each secret's pinned construction; claim the pin on a first match."""
+        headers, now, allowed = request.headers, self.clock(), self.pins.allowed
+        if len(body) > VERIFY_OFF_LOOP_BYTES:
+            async with self._hashing:
+                verified = await run_in_threadpool(
+                    verify,
+                    self.keys,
+                    headers,
+                    body,
+                    now=now,
+                    tolerance=self.tolerance,
+                    allowed=allowed,
+                )
+        else:
+            verified = verify(
+                self.keys, headers, body, now=now, tolerance=self.tolerance, allowed=allowed
+            )
+        index = verified.secret_index
+        if self.pins.needs_claim(index):
+            # Once per secret per process: the database row decides between racing workers.
+            winner = await run_in_threadpool(self._claim_pin, index, verified.construction)
+            self.pins.learn(index, winner)
+            log.info("signature_pinned", secret=self.fingerprints[index], construction=winner)
+            if winner != verified.construction:
+                raise SignatureError("construction_not_pinned")
+        return verified
+
+    def _claim_pin(self, index: int, construction: str) -> str:
+        with transaction(self.engine) as store:
+            return store.claim_pin(self.fingerprints[index], construction, now=self.clock())
+
+    def load_pins(self) -> None:
+        """Read the learned pins at start-up (an optimisation: a claim reads them anyway)."""
+        if not self.pins.auto:
+            return
+        try:
+            with transaction(self.engine, write=False) as store:
+                pins = store.signature_pins()
+        except Exception as exc:  # noqa: BLE001 - no schema yet, database down: learn lazily
+            log.warning("signature_pins_not_loaded", error=type(exc).__name__)
+            return
+        self.pins.load({name: pin.construction for name, pin in pins.items()})
+
     async def healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, _request: Request) -> Response:
+        # The body is the same whatever failed: the driver's error names the database host,
+        # port and name, which is for the operator's log, not for whoever asks.
         try:
             revision = await run_in_threadpool(schema.current, self.engine)
         except StoreUnavailable as exc:
-            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+            log.warning("not_ready", reason="database_unavailable", error=str(exc))
+            return JSONResponse({"status": "unavailable"}, status_code=503)
         if revision != schema.HEAD:
-            body = {"status": "schema out of date", "current": revision, "expected": schema.HEAD}
-            return JSONResponse(body, status_code=503)
+            log.warning("not_ready", reason="schema", current=revision, expected=schema.HEAD)
+            return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready", "schema": revision})
 
     async def metrics_endpoint(self, _request: Request) -> Response:
@@ -236,6 +314,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(receiver.load_pins)
         receiver.writer.start()
         try:
             yield
@@ -262,5 +341,8 @@ def create_app(
     ]
     middleware = [Middleware(SchemaGate, engine=db)] if check_schema else []
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    # Starlette's slash redirect builds its Location from the request's Host header (an open
+    # redirect): /webhooks/nova/ is a plain 404 instead, like every other unknown path.
+    app.router.redirect_slashes = False
     app.state.receiver = receiver
     return app

@@ -4,7 +4,10 @@ Nova's bodies are flat, with ``event`` as the discriminator (NOVA.md §1). Anyth
 not JSON, or not the shape of a known event, raises ``PayloadError``; an unknown event name
 parses to ``UnknownEvent``. Nothing else ever escapes: a signed payload must not cause a 500.
 Strings that a database cannot store as text (NUL, lone surrogates) are a ``PayloadError``
-too; the raw bytes are still kept in the inbox.
+too; the raw bytes are still kept in the inbox. So are values no scorer produces
+(``receiver.values``): a score outside 0..10, a timestamp outside 2000-2100 or with
+non-ASCII digits, a score event missing what reconcile and readers need (ids, the score or
+error, the time), and ids that are not plain path segments (``..``, ``/``).
 """
 
 from __future__ import annotations
@@ -15,30 +18,23 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from receiver.errors import PayloadError
-from receiver.signatures import parse_timestamp
-from storage.records import BatchState, ScoringResult, Status
+from receiver.values import check_score, is_plain_segment, normalize_status, parse_timestamp
+from storage.records import BatchState, ScoringResult
+
+__all__ = [
+    "BatchCompletedEvent",
+    "Event",
+    "ScoreEvent",
+    "TestEvent",
+    "UnknownEvent",
+    "load_json",
+    "normalize_status",  # re-exported from receiver.values: one status map for every source
+    "parse_event",
+]
 
 # Ids are indexed columns: PostgreSQL cannot index a value of several kilobytes, and no
 # Nova id comes near this. Longer ones make the payload unparsed (stored, not applied).
 MAX_ID_LENGTH = 255
-_PENDING = frozenset({"queued", "pending", "processing", "in_progress"})
-_TERMINAL: dict[str, Status] = {"completed": "completed", "failed": "failed"}
-_BATCH_FAILED = frozenset({"failed", "partial_failure"})
-
-
-def normalize_status(value: str) -> Status:
-    """Map any generation's status spelling to ``pending | completed | failed``.
-
-    Raises ``ValueError`` for a value no generation of the docs uses.
-    """
-    lowered = value.strip().lower()
-    if lowered in _PENDING:
-        return "pending"
-    if lowered in _TERMINAL:
-        return _TERMINAL[lowered]
-    if lowered in _BATCH_FAILED:
-        return "failed"
-    raise ValueError(f"unknown status {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +141,13 @@ def _integer(obj: dict[str, Any], key: str) -> int | None:
     return value
 
 
+def _count(obj: dict[str, Any], key: str) -> int | None:
+    value = _integer(obj, key)
+    if value is not None and value < 0:
+        _fail(f"{key} must not be negative")
+    return value
+
+
 def _time(obj: dict[str, Any], key: str) -> datetime | None:
     raw = _text(obj, key)
     if raw is None:
@@ -152,12 +155,21 @@ def _time(obj: dict[str, Any], key: str) -> datetime | None:
     try:
         return parse_timestamp(raw)
     except (ValueError, OverflowError, OSError):
-        _fail(f"{key} is not an ISO-8601 timestamp")
+        _fail(f"{key} is not an ISO-8601 timestamp between 2000 and 2100")
 
 
-def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
+def _required_time(obj: dict[str, Any], key: str) -> datetime:
+    value = _time(obj, key)
+    if value is None:
+        _fail(f"{key} is required")
+    return value
+
+
+def _object(obj: dict[str, Any], key: str, *, required: bool = False) -> dict[str, Any]:
     value = obj.get(key)
     if value is None:
+        if required:
+            _fail(f"{key} is required")
         return {}
     if not isinstance(value, dict):
         _fail(f"{key} must be an object")
@@ -166,47 +178,68 @@ def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
 
 def _id(obj: dict[str, Any], key: str, *, required: bool = False) -> str | None:
     value = _text(obj, key, required=required)
-    if value is not None and len(value) > MAX_ID_LENGTH:
+    if value is None:
+        return None
+    if len(value) > MAX_ID_LENGTH:
         _fail(f"{key} is longer than {MAX_ID_LENGTH} characters")
+    # Ids become path segments of reconcile's requests: "..", "/" or a control character
+    # would make it address another resource (or forge a header).
+    if not is_plain_segment(value):
+        _fail(f"{key} is not a plain id (empty, '.', '..', a slash or a control character)")
     return value
 
 
 def _ids(obj: dict[str, Any]) -> dict[str, Any]:
+    # A score event without its job and application cannot be reconciled or found again.
     return {
         "scoring_job_id": _id(obj, "scoringJobId", required=True),
-        "job_id": _id(obj, "jobId"),
-        "application_id": _id(obj, "applicationId"),
+        "job_id": _id(obj, "jobId", required=True),
+        "application_id": _id(obj, "applicationId", required=True),
         "tenant_id": _id(obj, "tenantId"),
         "criteria_version_id": _id(obj, "criteriaVersionId"),
         "batch_id": _id(obj, "batchId"),
     }
 
 
+def _score(result: dict[str, Any]) -> int:
+    score = _integer(result, "score")
+    if score is None:
+        _fail("result.score is required")
+    try:
+        return check_score(score)
+    except ValueError as exc:
+        _fail(f"result.{exc}")
+
+
 def _score_completed(obj: dict[str, Any]) -> ScoringResult:
-    result = _object(obj, "result")
+    # A completed result without a score would be stored as final and never revisited.
+    result = _object(obj, "result", required=True)
     assessment = _object(result, "assessment")
     return ScoringResult(
         status="completed",
         nova_status="completed",
-        score=_integer(result, "score"),
+        score=_score(result),
         verdict=_text(assessment, "verdict"),
         strengths=_texts(assessment, "strengths"),
         concerns=_texts(assessment, "concerns"),
         interview_focus=_texts(assessment, "interviewFocus"),
-        completed_at=_time(obj, "completedAt"),
+        completed_at=_required_time(obj, "completedAt"),
         **_ids(obj),
     )
 
 
 def _score_failed(obj: dict[str, Any]) -> ScoringResult:
-    error = _object(obj, "error")
+    error = _object(obj, "error", required=True)
+    code, message = _text(error, "code"), _text(error, "message")
+    if not code and not message:
+        _fail("error needs a code or a message")
     return ScoringResult(
         status="failed",
         nova_status="failed",
         error_type=_text(error, "type"),
-        error_code=_text(error, "code"),
-        error_message=_text(error, "message"),
-        failed_at=_time(obj, "failedAt"),
+        error_code=code,
+        error_message=message,
+        failed_at=_required_time(obj, "failedAt"),
         **_ids(obj),
     )
 
@@ -223,9 +256,9 @@ def _batch_completed(obj: dict[str, Any]) -> BatchState:
         tenant_id=_id(obj, "tenantId"),
         status=status,
         nova_status=nova_status,
-        total_jobs=_integer(obj, "totalJobs"),
-        completed_jobs=_integer(obj, "completedJobs"),
-        failed_jobs=_integer(obj, "failedJobs"),
+        total_jobs=_count(obj, "totalJobs"),
+        completed_jobs=_count(obj, "completedJobs"),
+        failed_jobs=_count(obj, "failedJobs"),
         completed_at=_time(obj, "completedAt"),
     )
 

@@ -30,6 +30,11 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.abandoned = Counter(
+            "nova_sink_abandoned_requests",
+            "Webhook requests whose client disconnected before the body was read (no answer).",
+            registry=self.registry,
+        )
         self.ingest_seconds = Histogram(
             "nova_sink_ingest_seconds",
             "Time from request start to response for verified deliveries.",

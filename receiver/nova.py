@@ -7,7 +7,8 @@ anything else raises from the ``NovaApiError`` tree:
 
 - ``NovaTransportError``  no usable answer: connection, timeout (after the retries);
 - ``NovaHttpError``       3xx (redirects are never followed), 4xx, or 5xx/429 after the retries;
-- ``NovaResponseError``   2xx whose body is too large, not JSON, or not the documented shape.
+- ``NovaResponseError``   2xx whose body is too large, not JSON, or not the documented shape;
+- ``UnsafeIdError``       an id that is not a plain path segment: nothing is sent.
 
 Retries (stamina): transport errors, 5xx and 429 only, at most ``max_attempts`` per request,
 exponential backoff with jitter; a ``Retry-After`` (seconds or HTTP-date) replaces the
@@ -30,7 +31,7 @@ from urllib.parse import quote
 import httpx
 import stamina
 
-from receiver.errors import NovaHttpError, NovaResponseError, NovaTransportError
+from receiver.errors import NovaApiError, NovaHttpError, NovaResponseError, NovaTransportError
 from receiver.events import normalize_status
 from receiver.nova_schema import (
     BatchBody,
@@ -47,6 +48,7 @@ from receiver.nova_schema import (
     scoring_result,
 )
 from receiver.ratelimit import TokenBucket
+from receiver.values import is_ascii_digits, is_plain_segment
 from storage.records import BatchState, RejectedApplication, ScoringResult, Status
 
 __all__ = [
@@ -57,12 +59,14 @@ __all__ = [
     "LegacyJobRef",
     "NovaClient",
     "NovaStats",
+    "UnsafeIdError",
     "build_http_client",
     "normalize_status",  # re-exported from receiver.events: one status map for both sources
     "parse_retry_after",
 ]
 
 MAX_RETRY_AFTER = 60.0
+_MAX_NUMBER_CHARS = 32
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 
@@ -72,6 +76,9 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
         return None
     text = value.strip()
     try:
+        # float() also reads "١٢" (Arabic-Indic digits) as 12: seconds are ASCII here.
+        if not text.isascii() or len(text) > _MAX_NUMBER_CHARS:
+            raise ValueError("not an ASCII number")
         seconds = float(text)
     except ValueError:
         try:
@@ -155,9 +162,23 @@ def build_http_client(api_url: str, *, timeout: float = 15.0) -> httpx.AsyncClie
     )
 
 
+class UnsafeIdError(NovaApiError):
+    """An id that is not a plain path segment (``..``, ``/``, control characters, empty):
+    no request is built from it, whatever stored it."""
+
+    kind = "unsafe_id"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} is not a plain path segment; no request was sent")
+        self.name = name
+
+
 def _segment(value: str, name: str) -> str:
-    if not value:
-        raise ValueError(f"{name} must not be empty")
+    """``value`` as one path segment. Ids are validated when they are parsed; this is the
+    second guard for ids that reached the database another way (an older version, `track`)."""
+    if not is_plain_segment(value):
+        raise UnsafeIdError(name)
+    # Percent-quoting leaves no character that could end the segment or the path.
     return quote(value, safe="")
 
 
@@ -380,7 +401,8 @@ class NovaClient:
         """The response body, refusing (without reading on) anything over the cap."""
         limit = self.max_response_bytes
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        # isdigit() alone is true for "²", which int() rejects: ASCII digits, bounded length.
+        if is_ascii_digits(declared) and (len(declared) > 18 or int(declared) > limit):
             raise NovaResponseError(f"{what}: response of {declared} bytes exceeds {limit}")
         content = bytearray()
         async for chunk in response.aiter_bytes():

@@ -8,8 +8,10 @@ the functions turn a validated answer into values of ``storage.records``. Two ge
 - legacy (``/v1/score/...``, seed 000): ``LegacyBatchBody`` and ``LegacyJobBody``, converted
   by ``legacy_batch_state`` and ``legacy_scoring_result``.
 
-Statuses go through ``receiver.events.normalize_status``, the map webhooks use too, so a
-status reads the same whichever way it arrives.
+Values go through the rules of ``receiver.values``, the ones webhooks use too, so a status
+reads the same whichever way it arrives, and a value no scorer produces (a score outside
+0..10, a timestamp outside 2000-2100 or with non-ASCII digits, an id that is ``..`` or holds
+a ``/``) makes the answer malformed, reported and never stored.
 
 ``parse`` raises ``NovaResponseError`` for a body that is not the documented shape;
 ``error_fields`` reads Nova's error code and message from either error body shape.
@@ -26,8 +28,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 
 from receiver.errors import NovaResponseError
-from receiver.events import normalize_status
-from receiver.signatures import parse_timestamp
+from receiver.values import check_score, normalize_status, parse_timestamp, plain_segment
 from storage.records import BatchState, RejectedApplication, ScoringResult, Status
 
 __all__ = [
@@ -59,10 +60,15 @@ def _known_status(value: str) -> str:
     return value
 
 
-Id = Annotated[str, Field(min_length=1)]
+_INT32_MAX = 2**31 - 1
+
+# Ids become path segments of later requests (reconcile): plain segments only.
+Id = Annotated[str, Field(min_length=1), AfterValidator(plain_segment)]
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 NovaStatus = Annotated[str, AfterValidator(_known_status)]
-Count = Annotated[int, Field(ge=0)]
+# Counts are stored in 32-bit integer columns: a larger one would fail the insert.
+Count = Annotated[int, Field(ge=0, le=_INT32_MAX)]
+Score = Annotated[int, AfterValidator(check_score)]
 
 # ---- response schemas (validation only; values are converted to storage.records) --------
 
@@ -83,11 +89,11 @@ class _Assessment(_Schema):
 class _ScoringJob(_Schema):
     id: Id
     status: NovaStatus
-    job_id: str | None = None
-    application_id: str | None = None
+    job_id: Id | None = None
+    application_id: Id | None = None
     criteria_version_id: str | None = None
     is_rescore: bool | None = None
-    score: int | None = None
+    score: Score | None = None
     assessment: _Assessment | None = None
     error_code: str | None = None
     error_message: str | None = None
@@ -99,7 +105,7 @@ class _ScoringJob(_Schema):
 
 class _Batch(_Schema):
     id: Id
-    job_id: str | None = None
+    job_id: Id | None = None
     # Seed 001's schema table omits it while its example has it: derive from counters if absent.
     status: NovaStatus | None = None
     total_jobs: Count | None = None
@@ -146,7 +152,7 @@ class JobBody(_Schema):
 class _LegacyJobRef(_Schema):
     scoring_job_id: Id
     status: NovaStatus
-    application_id: str | None = None
+    application_id: Id | None = None
 
 
 class LegacyBatchBody(_Schema):
@@ -154,7 +160,7 @@ class LegacyBatchBody(_Schema):
 
     batch_id: Id
     status: NovaStatus
-    job_id: str | None = None
+    job_id: Id | None = None
     total_jobs: Count | None = None
     completed: Count | None = None
     failed: Count | None = None
@@ -164,7 +170,7 @@ class LegacyBatchBody(_Schema):
 
 
 class _LegacyResult(_Schema):
-    score: int | None = None
+    score: Score | None = None
     assessment: _Assessment | None = None
 
 
@@ -179,8 +185,8 @@ class LegacyJobBody(_Schema):
 
     scoring_job_id: Id
     status: NovaStatus
-    job_id: str | None = None
-    application_id: str | None = None
+    job_id: Id | None = None
+    application_id: Id | None = None
     tenant_id: str | None = None
     result: _LegacyResult | None = None
     error: _LegacyError | None = None

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     nova_tenant_id: str | None = None
     nova_rate_limit: float = Field(default=15.0, gt=0, le=1000)
     nova_api_url: str = "https://embed.nova.dweet.com"
+    # auto: learn and pin per secret; or one construction for every secret (NOVA.md, Decision 1).
+    nova_signature_construction: Literal["auto", "body", "timestamp", "id-timestamp"] = "auto"
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1)
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
@@ -48,7 +50,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "nova_signature_construction", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

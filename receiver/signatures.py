@@ -8,9 +8,18 @@ with the whole ``whsec_…`` secret as UTF-8, over one of these messages:
 - ``timestamp.body``     ``<X-Webhook-Timestamp>.<body>``;
 - ``id.timestamp.body``  ``<X-Webhook-Id>.<X-Webhook-Timestamp>.<body>``.
 
-Each still needs the secret, so accepting all three costs no security. The timestamp is
-checked against the tolerance only when the matched message covers it: an unsigned
-timestamp proves nothing, and Nova retries up to ~40 minutes after the first attempt.
+Accepting all three side by side is *not* free: ``HMAC(k, ts + "." + body)`` is also a valid
+body-only MAC for the body ``ts.body``, so a captured timestamp-signed delivery could be
+re-framed (timestamp header dropped, ``<ts>.<body>`` sent as the body) and replayed past the
+tolerance forever. So each secret is pinned to one construction (NOVA.md, Decision 1):
+``verify`` takes, per key, the one construction it may match (or None: any, until learned).
+The pins themselves (configured or learned, stored per ``fingerprint``) are the caller's.
+
+Cost is bounded: the signed prefixes are built once per request, each key computes at most
+one HMAC per construction it may match (one, once pinned), and the first match returns.
+
+The timestamp is checked against the tolerance only when the matched message covers it: an
+unsigned timestamp proves nothing, and Nova retries up to ~40 minutes after the first attempt.
 """
 
 from __future__ import annotations
@@ -23,9 +32,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from receiver.errors import SignatureError
+from receiver.values import parse_timestamp
+
+__all__ = [
+    "CONSTRUCTIONS",
+    "CONSTRUCTION_SETTINGS",
+    "Construction",
+    "Verified",
+    "fingerprint",
+    "parse_timestamp",  # re-exported from receiver.values (callers predate that module)
+    "setting_name",
+    "sign",
+    "verify",
+]
 
 Construction = Literal["body", "timestamp.body", "id.timestamp.body"]
 CONSTRUCTIONS: tuple[Construction, ...] = ("body", "timestamp.body", "id.timestamp.body")
+# NOVA_SIGNATURE_CONSTRUCTION's values (other than "auto") and the construction each names.
+CONSTRUCTION_SETTINGS: dict[str, Construction] = {
+    "body": "body",
+    "timestamp": "timestamp.body",
+    "id-timestamp": "id.timestamp.body",
+}
 
 SIGNATURE_HEADER = "x-webhook-signature"
 LEGACY_SIGNATURE_HEADER = "x-nova-signature"
@@ -37,6 +65,11 @@ _PREFIX = "sha256="
 _HEX_DIGEST_LEN = 64
 # More candidate signatures than this in one header is not rotation, it is an attack on CPU.
 _MAX_CANDIDATES = 8
+
+
+def setting_name(construction: Construction) -> str:
+    """The ``NOVA_SIGNATURE_CONSTRUCTION`` value naming ``construction`` (``timestamp``…)."""
+    return next(name for name, value in CONSTRUCTION_SETTINGS.items() if value == construction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +91,6 @@ class Verified:
 def fingerprint(secret: str) -> str:
     """A short, non-reversible name for a secret, safe to log and display."""
     return "fp_" + hashlib.sha256(secret.encode()).hexdigest()[:10]
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse an ISO-8601 timestamp (``Z`` or offset, optional fractions) or unix seconds to UTC.
-
-    Raises ``ValueError`` on anything else. A naive timestamp is taken as UTC.
-    """
-    text = value.strip()
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text), tz=UTC)
-    parsed = datetime.fromisoformat(text.replace("z", "Z"))
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _candidates(headers: Mapping[str, str]) -> tuple[str, list[bytes]]:
@@ -128,20 +147,29 @@ def verify(
     *,
     now: datetime,
     tolerance: timedelta,
+    allowed: Sequence[Construction | None] | None = None,
 ) -> Verified:
     """Return how ``body`` verified against any of ``keys``, or raise ``SignatureError``.
 
     ``headers`` must answer lower-case names (Starlette's ``Headers`` does, whatever the
-    case on the wire). ``keys`` are the secrets as UTF-8 bytes, newest first.
+    case on the wire). ``keys`` are the secrets as UTF-8 bytes, newest first. ``allowed``
+    gives, per key, the one construction that key may match (its pin), or None for any;
+    without it every key may match every construction.
     """
     header, digests = _candidates(headers)
     webhook_id = headers.get(ID_HEADER)
     raw_timestamp = headers.get(TIMESTAMP_HEADER)
-    for construction in CONSTRUCTIONS:
-        prefix = _message_prefix(construction, webhook_id, raw_timestamp)
-        if prefix is None:
-            continue
-        for index, key in enumerate(keys):
+    # Built once per request, not per key: what differs per key is only the HMAC itself.
+    prefixes = [
+        (construction, prefix)
+        for construction in CONSTRUCTIONS
+        if (prefix := _message_prefix(construction, webhook_id, raw_timestamp)) is not None
+    ]
+    for index, key in enumerate(keys):
+        pin = allowed[index] if allowed is not None else None
+        for construction, prefix in prefixes:
+            if pin is not None and construction != pin:
+                continue
             expected = _digest(key, prefix, body)
             # compare_digest on bytes: on str it raises for non-ASCII input (a 500, not a 401).
             if not any(hmac.compare_digest(expected, given) for given in digests):

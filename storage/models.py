@@ -200,4 +200,18 @@ class ChangeCounter(SQLModel, table=True):
     seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
 
 
+class SignaturePin(SQLModel, table=True):
+    """The signed-message construction learned for one webhook secret (NOVA.md, Decision 1).
+
+    Keyed by the secret's fingerprint, never the secret. Only learned pins are stored: a
+    construction configured with ``NOVA_SIGNATURE_CONSTRUCTION`` overrides every row.
+    """
+
+    __tablename__ = "signature_pin"
+
+    fingerprint: str = Field(primary_key=True)
+    construction: str  # body | timestamp.body | id.timestamp.body
+    pinned_at: datetime = _ts(nullable=False)
+
+
 METADATA = SQLModel.metadata

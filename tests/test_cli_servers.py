@@ -270,9 +270,13 @@ def test_send_test_webhook_with_wrong_secret_exits_1_and_shows_401(
 
 
 def test_send_test_webhook_legacy_header_signing_id_timestamp_body_is_accepted(
-    receiver: Server, tmp_path: Path
+    own_receiver: Server, tmp_path: Path
 ) -> None:
-    """X-Nova-Signature over id.timestamp.body verifies like the newest header does."""
+    """X-Nova-Signature over id.timestamp.body verifies like the newest header does.
+
+    On a receiver of its own: the module's receiver has pinned SECRET to body-only.
+    """
+    receiver = own_receiver
     scoring_job_id = new_id("sj")
     result = run_cli(
         tmp_path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from receiver.events import (
 from receiver.events import (
     TestEvent as NovaTestEvent,
 )
+from receiver.values import EARLIEST, LATEST, is_plain_segment, parse_timestamp
 from tests.factories import (
     batch_completed,
     batch_completed_payload,
@@ -360,9 +361,26 @@ event_like = st.builds(
 )
 
 
+def _assert_plausible(event: Any) -> None:
+    """What a scorer can produce: the only events that may come out of the parser."""
+    if isinstance(event, ScoreEvent):
+        result = event.result
+        ids = (result.scoring_job_id, result.job_id, result.application_id)
+        assert all(value is not None and is_plain_segment(value) for value in ids)
+        if result.status == "completed":
+            assert result.score is not None
+            assert 0 <= result.score <= 10
+        stamp = result.completed_at or result.failed_at
+        assert stamp is not None
+        assert EARLIEST <= stamp < LATEST
+    if isinstance(event, BatchCompletedEvent):
+        assert is_plain_segment(event.batch.batch_id)
+        assert is_plain_segment(event.batch.job_id)
+
+
 def _parses_or_payload_error(body: bytes) -> None:
     with contextlib.suppress(PayloadError):
-        parse_event(body)
+        _assert_plausible(parse_event(body))
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
@@ -434,3 +452,148 @@ def test_property_byte_mutations_of_valid_payloads_raise_only_payload_error(
             case _:
                 del body[index]
     _parses_or_payload_error(bytes(body))
+
+
+# ---- values no scorer produces (issue 8, item 3) -----------------------------------------------
+
+
+@pytest.mark.parametrize("score", [-1, 11, 2147483647, -(2**31)])
+def test_score_outside_novas_range_is_a_payload_error(score: int) -> None:
+    """Nova scores 0-10 (1-10 in the newest docs): anything else is never a result."""
+    assert "score" in rejects(score_completed(score=score))
+
+
+@pytest.mark.parametrize("score", [0, 10])
+def test_scores_at_the_ends_of_the_range_parse(score: int) -> None:
+    """0 and 10 are both on a documented scale."""
+    event = parse_event(score_completed(score=score))
+    assert isinstance(event, ScoreEvent)
+    assert event.result.score == score
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "\u0661\u0662\u0663",  # Arabic-Indic digits: str.isdigit() is true, int() reads 123
+        "\u00b2",
+        "\u0661\u0667\u0663\u0666\u0669\u0663\u0667\u0660\u0664\u0665",
+        "0001-01-01T00:00:00Z",
+        "1999-12-31T23:59:59Z",
+        "2100-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "0",
+        "9" * 30,
+        "2026-01-15T12:00:00\u0662Z",
+        "\uff12\uff10\uff12\uff16-01-15T12:00:00Z",  # full-width digits
+    ],
+)
+def test_implausible_timestamp_is_a_payload_error(stamp: str) -> None:
+    """Non-ASCII digits and years outside 2000-2100 make the body unparsed, not 1970 or year 1."""
+    rejects(score_completed(completed_at=stamp))
+    rejects(score_failed(failed_at=stamp))
+    rejects(batch_completed(completed_at=stamp))
+
+
+@pytest.mark.parametrize(
+    "text", ["\u0661\u0662\u0663", "\u00b2", "1" * 12, "2026-01-15T12:00:00+\u0660\u0661:00"]
+)
+def test_parse_timestamp_reads_ascii_digits_only(text: str) -> None:
+    """Every number in a timestamp is ASCII digits of bounded length."""
+    with pytest.raises(ValueError, match=r"ASCII|range|2000"):
+        parse_timestamp(text)
+
+
+def test_plausible_timestamps_at_the_edges_parse() -> None:
+    """2000-01-01 and the last instant before 2100 are accepted, as are unix seconds."""
+    assert parse_timestamp("2000-01-01T00:00:00Z") == EARLIEST
+    assert parse_timestamp("2099-12-31T23:59:59.999999Z") < LATEST
+    assert parse_timestamp("1736937045") == datetime(2025, 1, 15, 10, 30, 45, tzinfo=UTC)
+
+
+def test_completed_with_only_a_scoring_job_id_is_a_payload_error() -> None:
+    """The probe's body: no jobId, applicationId, result or completedAt is never a result."""
+    rejects(encode({"event": "score.completed", "scoringJobId": "sj_1"}))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [("jobId",), ("applicationId",), ("result",), ("result", "score"), ("completedAt",)],
+    ids="/".join,
+)
+def test_completed_missing_a_required_field_is_a_payload_error(path: tuple[str, ...]) -> None:
+    """A score.completed lacking any field reconcile or a reader needs stays unparsed."""
+    payload = score_completed_payload()
+    parent = payload
+    for step in path[:-1]:
+        parent = parent[step]
+    del parent[path[-1]]
+    rejects(encode(payload))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p: p.pop("error"),
+        lambda p: p.pop("failedAt"),
+        lambda p: p.pop("jobId"),
+        lambda p: p.update(error={}),
+        lambda p: p.update(error={"code": "", "message": None}),
+    ],
+    ids=["no-error", "no-failedAt", "no-jobId", "empty-error", "blank-error"],
+)
+def test_failed_missing_a_required_field_is_a_payload_error(change: Any) -> None:
+    """A score.failed needs its ids, an error with a code or message, and failedAt."""
+    payload = score_failed_payload()
+    change(payload)
+    rejects(encode(payload))
+
+
+def test_failed_with_only_a_message_parses() -> None:
+    """An error with a message but no code (undocumented, seen in old copies) is kept."""
+    event = parse_event(encode(score_failed_payload(code=None)))
+    assert isinstance(event, ScoreEvent)
+    assert event.result.error_message == "Could not download the resume"
+
+
+def test_negative_batch_counts_are_a_payload_error() -> None:
+    """A batch cannot have a negative number of jobs."""
+    rejects(batch_completed(failed_jobs=-1))
+
+
+# ---- ids that are path segments (issue 8, item 4) ---------------------------------------------
+
+
+@pytest.mark.parametrize("value", [".", "..", "a/b", "../x", "a\\b", "x\ny", "x\u0085"])
+@pytest.mark.parametrize("field", ["scoringJobId", "jobId", "applicationId", "batchId"])
+def test_ids_that_are_not_plain_segments_are_a_payload_error(field: str, value: str) -> None:
+    """'.', '..', slashes and control characters never become an id reconcile puts in a URL."""
+    rejects(encode({**score_completed_payload(), field: value}))
+    if field in {"jobId", "batchId"}:
+        rejects(encode({**batch_completed_payload(), field: value}))
+
+
+def test_ids_with_unicode_and_punctuation_stay_valid() -> None:
+    """Ordinary ids, dots inside, spaces, '@' and right-to-left marks, still parse."""
+    event = parse_event(
+        score_completed("sj.v2 1", job_id="job@acme", application_id="\u05e9\u05dc\u200f")
+    )
+    assert isinstance(event, ScoreEvent)
+    assert event.result.scoring_job_id == "sj.v2 1"
+
+
+@settings(max_examples=300)
+@given(
+    text=st.one_of(
+        st.text(max_size=50),
+        st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+        st.integers(-(10**14), 10**14).map(str),
+    )
+)
+def test_property_parse_timestamp_is_plausible_or_value_error(text: str) -> None:
+    """Any text parses to an aware UTC time in 2000-2100, or raises ValueError: nothing else."""
+    try:
+        parsed = parse_timestamp(text)
+    except ValueError:
+        return
+    assert parsed.utcoffset() == timedelta(0)
+    assert EARLIEST <= parsed < LATEST

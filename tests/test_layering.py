@@ -39,6 +39,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     ),
     "uvicorn": (
         "receiver/cli/serve.py",
+        "receiver/http_guard.py",  # a uvicorn protocol that bounds request heads
         "receiver/serving.py",
         "receiver/demo.py",
         "receiver/fake_nova/*",

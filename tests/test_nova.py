@@ -14,7 +14,7 @@ import pytest
 import stamina
 
 from receiver.errors import NovaApiError, NovaHttpError, NovaResponseError, NovaTransportError
-from receiver.nova import NovaClient, normalize_status, parse_retry_after
+from receiver.nova import NovaClient, UnsafeIdError, normalize_status, parse_retry_after
 from receiver.ratelimit import TokenBucket
 from tests.fake_nova_helpers import (
     API_KEY,
@@ -243,12 +243,13 @@ async def test_sends_key_tenant_and_accept_headers() -> None:
     assert seen[0].url.path == "/v1/score/sj_abc123"
 
 
-async def test_path_segments_are_escaped() -> None:
-    """Ids cannot smuggle extra path segments."""
+async def test_ids_with_separators_are_refused_before_any_request() -> None:
+    """Ids cannot smuggle extra path segments: one holding a slash is never sent at all."""
     transport, seen = scripted(ok({**LEGACY_JOB, "scoringJobId": "a/../b"}))
     async with mock_client(transport) as http:
-        await make_client(http).get_legacy_scoring_job("a/../b")
-    assert seen[0].url.raw_path == b"/v1/score/a%2F..%2Fb"
+        with pytest.raises(UnsafeIdError):
+            await make_client(http).get_legacy_scoring_job("a/../b")
+    assert seen == []
 
 
 # ---- retries ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ VARIABLES = (
     "NOVA_TENANT_ID",
     "NOVA_RATE_LIMIT",
     "NOVA_API_URL",
+    "NOVA_SIGNATURE_CONSTRUCTION",
     "WEBHOOK_TOLERANCE_SECONDS",
     "WEBHOOK_MAX_BODY_BYTES",
     "SQLITE_SYNCHRONOUS",
@@ -56,6 +57,7 @@ def test_defaults() -> None:
     assert settings.nova_rate_limit == 15
     assert settings.nova_api_url == "https://embed.nova.dweet.com"
     assert settings.webhook_tolerance_seconds == 300
+    assert settings.nova_signature_construction == "auto"
     assert settings.webhook_max_body_bytes == 1_048_576
     assert settings.sqlite_synchronous == "FULL"
     assert settings.sink_secret_key is None
@@ -153,6 +155,7 @@ def test_malformed_rate_limit_is_a_config_error_naming_the_variable(
         ("SQLITE_SYNCHRONOUS", "OFF"),
         ("LOG_LEVEL", "loud"),
         ("NOVA_API_URL", "embed.nova.dweet.com"),
+        ("NOVA_SIGNATURE_CONSTRUCTION", "timestamp.body"),
     ],
 )
 def test_other_malformed_values_name_their_variable(
@@ -212,3 +215,12 @@ def test_validation_error_never_echoes_the_input(env: pytest.MonkeyPatch) -> Non
         load_settings()
     assert "LEAKCANARY" not in str(caught.value)
     assert "LEAKCANARY" not in repr(caught.value)
+
+
+@pytest.mark.parametrize("value", ["auto", "body", "TIMESTAMP", "id-timestamp"])
+def test_signature_construction_accepts_the_documented_values(
+    env: pytest.MonkeyPatch, value: str
+) -> None:
+    """NOVA_SIGNATURE_CONSTRUCTION is auto, body, timestamp or id-timestamp (any case)."""
+    env.setenv("NOVA_SIGNATURE_CONSTRUCTION", value)
+    assert load_settings().nova_signature_construction == value.lower()

@@ -396,11 +396,40 @@ def test_timestamp_far_outside_datetime_range_is_a_signature_error() -> None:
     assert reason(headers) == "invalid_timestamp"
 
 
-def test_now_far_from_signed_timestamp_year_one() -> None:
-    """A covered timestamp at datetime.min is simply outside tolerance."""
-    stamp = "0001-01-01T00:00:00Z"
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00"])
+def test_covered_timestamp_outside_plausible_years_is_invalid(stamp: str) -> None:
+    """A covered timestamp outside 2000-2100 (even one overflowing datetime) is invalid."""
     headers = {
         "x-webhook-timestamp": stamp,
         "x-webhook-signature": "sha256=" + hmac_hex(SECRET, f"{stamp}.".encode() + BODY),
     }
-    assert reason(headers, now=datetime(9999, 12, 31, tzinfo=UTC)) == "timestamp_outside_tolerance"
+    assert reason(headers, now=datetime(9999, 12, 31, tzinfo=UTC)) == "invalid_timestamp"
+
+
+# ---- cost (issue 8, item 9) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("allowed", "hmacs"), [(None, 15), (["timestamp.body"] * 5, 5)])
+def test_forged_body_costs_one_hmac_per_secret_and_allowed_construction(
+    monkeypatch: pytest.MonkeyPatch, allowed: Any, hmacs: int
+) -> None:
+    """5 secrets, all three constructions applicable: 15 HMACs unpinned, 5 once pinned."""
+    import hmac as hmac_module
+
+    calls: list[int] = []
+    original = hmac_module.new
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    keys = [f"whsec_cost_{i}_0123456789".encode() for i in range(5)]
+    headers = {
+        "x-webhook-signature": "sha256=" + "0" * 64,
+        "x-webhook-id": "m1",
+        "x-webhook-timestamp": "2026-01-15T12:00:00Z",
+    }
+    monkeypatch.setattr(hmac_module, "new", spy)
+    with pytest.raises(SignatureError):
+        verify(keys, headers, BODY, now=NOW, tolerance=TOLERANCE, allowed=allowed)
+    assert len(calls) == hmacs

@@ -1,4 +1,7 @@
-"""Looking at what was stored: ``results``, ``batches``, ``deliveries``, ``stats``, ``secrets``."""
+"""Looking at what was stored: ``results``, ``batches``, ``deliveries``, ``stats``, ``secrets``.
+
+The ``secrets`` commands live in ``receiver.cli.secrets_cmd``.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +22,12 @@ from receiver.cli.common import (
     write_csv,
     write_jsonl,
 )
+from receiver.cli.secrets_cmd import secrets_app
 from receiver.rows import json_row
 
 results_app = typer.Typer(help="Scoring results stored locally.", no_args_is_help=True)
 batches_app = typer.Typer(help="Tracked scoring batches.", no_args_is_help=True)
 deliveries_app = typer.Typer(help="The webhook inbox.", no_args_is_help=True)
-secrets_app = typer.Typer(help="Configured webhook secrets.", no_args_is_help=True)
 
 RESULT_COLUMNS = (
     "scoring_job_id",
@@ -281,22 +284,3 @@ def stats(as_json: bool = JSON_OPTION) -> None:
             typer.echo(f"{section}: {parts}")
         else:
             typer.echo(f"{section}: {value}")
-
-
-@secrets_app.command("status")
-def secrets_status(as_json: bool = JSON_OPTION) -> None:
-    """Each configured secret (by fingerprint) and the last delivery it verified."""
-    from receiver.signatures import fingerprint
-
-    cfg = settings()
-    secrets = cfg.webhook_secrets()
-    with store_for(cfg) as store:
-        last = store.last_delivery_by_fingerprint()
-    rows = []
-    for position, secret in enumerate(secrets, start=1):
-        name = fingerprint(secret)
-        rows.append({"position": position, "fingerprint": name, "last_verified": last.get(name)})
-    if as_json:
-        print_json([json_row(row) for row in rows])
-    else:
-        print_table(rows, ("position", "fingerprint", "last_verified"), "secrets")

@@ -21,9 +21,23 @@ def serve(
     graceful_timeout: int = typer.Option(
         25, help="Seconds to drain in-flight requests on SIGTERM (stays under Nova's 30 s)."
     ),
+    max_header_bytes: int = typer.Option(
+        32 * 1024,
+        min=1024,
+        help="Largest request line + headers accepted; larger ones get 431 and are closed.",
+    ),
 ) -> None:
-    """Run the webhook receiver (POST /webhooks/nova, /healthz, /readyz, /metrics, /api)."""
+    """Run the webhook receiver (POST /webhooks/nova, /healthz, /readyz, /metrics, /api).
+
+    Request heads are bounded by --max-header-bytes, bodies by WEBHOOK_MAX_BODY_BYTES.
+
+    Behind a reverse proxy, set its limits too (README, "Deploying").
+
+    Example: nova-sink serve --host 0.0.0.0 --port 8000 --workers 2
+    """
     import uvicorn
+
+    from receiver.logs import uvicorn_log_config
 
     cfg = settings()
     cfg.webhook_secrets()  # fail fast, with exit code 2, before binding a port
@@ -35,12 +49,29 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        http=_http_protocol(),
+        # One limit for both parsers: h11 enforces it itself, httptools through our guard.
+        h11_max_incomplete_event_size=max_header_bytes,
         timeout_graceful_shutdown=graceful_timeout,
         # Idle keep-alive connections count against concurrency; Nova opens a new one anyway.
         timeout_keep_alive=5,
         access_log=False,
         server_header=False,
+        # uvicorn's own lines (the supervisor's too) in the same format as ours.
+        log_config=uvicorn_log_config(cfg.resolved_log_format(), cfg.log_level),
+        log_level=cfg.log_level,
     )
+
+
+def _http_protocol() -> str:
+    """httptools with the header-size guard when installed (uvicorn[standard]), else h11."""
+    try:
+        import httptools  # noqa: F401 - only probing that it is installed
+    except ImportError:
+        return "h11"
+    from receiver.http_guard import PROTOCOL
+
+    return PROTOCOL
 
 
 @db_app.command("upgrade")

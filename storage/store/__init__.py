@@ -12,6 +12,7 @@ that differ by dialect live in ``storage.store.dialect``.
 - ``changes``: the change feed, numbered in commit order
 - ``pages``: keyset pages for the read API
 - ``dashboard``: keyset-paged reads for the dashboard
+- ``pins``: the signature construction pinned per webhook secret
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from storage.store.changes import (
 from storage.store.dashboard import DashboardQueries
 from storage.store.inbox import InboxQueries
 from storage.store.pages import PageQueries
+from storage.store.pins import Pin, PinQueries
 from storage.store.results import Change, ResultFilter, ResultQueries
 from storage.store.runs import RunQueries
 
@@ -35,6 +37,7 @@ __all__ = [
     "Change",
     "ChangeFilter",
     "ChangePage",
+    "Pin",
     "ResultChange",
     "ResultFilter",
     "Store",
@@ -52,5 +55,6 @@ class Store(
     AdminQueries,
     ChangeQueries,
     DashboardQueries,
+    PinQueries,
 ):
     """Typed queries over one open connection (and its transaction)."""

@@ -1,0 +1,107 @@
+"""A bound on request-header size for uvicorn's httptools parser (``serve`` uses it).
+
+uvicorn limits headers only for its h11 parser (``h11_max_incomplete_event_size``); with
+httptools (the faster default) a client could stream one 64 MiB header, all buffered before
+the app sees anything: no ASGI middleware can help, because headers are parsed before ASGI.
+``HeaderLimitedHttpToolsProtocol`` counts the bytes of a request's line and headers as they
+arrive and answers ``431`` (then closes) once they pass the same limit uvicorn gives h11,
+so one setting bounds both parsers. Memory per connection stays below limit + one read.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# h11's own default (uvicorn passes None through to it): 16 KiB of request line + headers.
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+PROTOCOL = "receiver.http_guard:HeaderLimitedHttpToolsProtocol"
+_MESSAGE = b"Request header fields too large."
+_RESPONSE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: " + str(len(_MESSAGE)).encode() + b"\r\n"
+    b"connection: close\r\n\r\n" + _MESSAGE
+)
+log = logging.getLogger("uvicorn.error")
+
+
+class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing request heads over the configured size.
+
+    Two counts, because httptools reports a header only once it is complete: the exact size
+    of the request line and headers seen so far (a whole head in one read), and the bytes
+    read while a head is still incomplete (one endless header, never reported).
+    """
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.max_header_bytes: int = (
+            config.h11_max_incomplete_event_size or DEFAULT_MAX_HEADER_BYTES
+        )
+        self._head_size = 0  # exact: request line + headers parsed so far
+        self._head_read = 0  # bytes read while the head is incomplete
+        self._reading_head = True  # a connection starts with a request line
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._reading_head:
+            self._head_read += len(data)
+        super().data_received(data)
+        if self._reading_head and self._head_read > self.max_header_bytes:
+            self._refuse()
+
+    def on_message_begin(self) -> None:
+        if self._refused:
+            return
+        self._reading_head = True
+        self._head_size = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if self._grow(len(url)):
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._grow(len(name) + len(value) + 4):  # ": " and CRLF
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return  # the app never sees this request
+        self._reading_head = False
+        self._head_read = 0
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        self._reading_head = True  # whatever comes next on this connection is a new head
+        super().on_message_complete()
+
+    def _grow(self, size: int) -> bool:
+        """Count ``size`` head bytes; False (and refused) once over the limit."""
+        if self._refused:
+            return False
+        self._head_size += size
+        if self._head_size > self.max_header_bytes:
+            self._refuse()
+            return False
+        return True
+
+    def _refuse(self) -> None:
+        if self._refused:
+            return
+        self._refused = True
+        log.warning("Request header fields too large (over %d bytes).", self.max_header_bytes)
+        if not self.transport.is_closing():
+            self.transport.write(_RESPONSE)
+            self.transport.close()

@@ -84,16 +84,26 @@ def replay(store: Store, delivery_id: int, body: bytes, *, now: datetime) -> str
 
     For deliveries kept as ``stored-unparsed`` (an event this version did not know, or a
     body that did not parse). The bytes were verified on arrival; they are applied by the
-    same rules as a live delivery, and the inbox row gets the new outcome.
+    same rules as a live delivery, but a replay is not a delivery: it does not count in the
+    result's ``delivery_count``, and the inbox row keeps the outcome Nova was answered with
+    beside the replay's own (``replay_outcome``, ``replayed_at``).
     """
     try:
         event: Event | None = parse_event(body)
     except PayloadError:
         event = None
-    outcome = apply_event(store, event, now=now)
+    if isinstance(event, ScoreEvent):
+        outcome = store.apply_result(event.result, source="webhook", now=now).outcome.value
+    else:
+        outcome = apply_event(store, event, now=now)
     name, scoring_job_id, batch_id = event_ids(event)
     store.update_delivery(
-        delivery_id, outcome=outcome, event=name, scoring_job_id=scoring_job_id, batch_id=batch_id
+        delivery_id,
+        replay_outcome=outcome,
+        replayed_at=now,
+        event=name,
+        scoring_job_id=scoring_job_id,
+        batch_id=batch_id,
     )
     return outcome
 

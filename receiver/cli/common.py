@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
     from storage.db import Engine
     from storage.store import Store
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_TEMPFAIL = 0, 1, 2, 75
+EXIT_USAGE = EXIT_CONFIG  # click's code for a usage error; configuration errors share it
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON to stdout instead of a table.")
 
@@ -38,43 +40,88 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     raise CliError(message, code)
 
 
-def run_guarded(app: typer.Typer) -> int:  # noqa: PLR0911 - one exit code per error kind
-    """Run the Typer app; expected errors become one stderr line and an exit code."""
-    try:
-        # Without standalone mode click *returns* the code of a typer.Exit instead of raising.
-        code = app(standalone_mode=False)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
-    except CliError as exc:
-        _error(str(exc))
-        return exc.code
-    except ConfigError as exc:
-        _error(f"configuration: {exc}")
-        return EXIT_CONFIG
-    except (NovaSinkError, StorageError) as exc:
-        _error(str(exc))
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the click layer and anything unforeseen
-        import click
+def usage_error(message: str) -> NoReturn:
+    """A malformed option value: one line, exit 2 (like click's own usage errors)."""
+    raise CliError(message, EXIT_USAGE)
 
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            _error("aborted")
+
+def configure_cli_logging() -> None:
+    """Send every log line (stamina's retry warnings included) to stderr, never stdout.
+
+    The format and level come from the settings when they parse; when they do not, the
+    command itself reports the bad setting, so the defaults do here.
+    """
+    import structlog
+
+    from receiver.logs import configure_logging
+
+    try:
+        cfg = load_settings()
+        fmt, level = cfg.resolved_log_format(), cfg.log_level
+    except ConfigError:
+        fmt, level = ("console" if sys.stderr.isatty() else "json"), "info"
+    configure_logging(fmt, level)
+    # A logger cached by an earlier invocation in the same process (main(argv) in tests)
+    # would keep writing to that invocation's stream; a command logs a few lines at most.
+    structlog.configure(cache_logger_on_first_use=False)
+
+
+def leaf_error(exc: BaseException) -> BaseException:
+    """The one real error inside (nested) exception groups, e.g. from ``asyncio.TaskGroup``.
+
+    A group of several errors reports its first one: the others are usually cancellations
+    it caused.
+    """
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def run_guarded(app: typer.Typer, argv: Sequence[str] | None = None) -> int:
+    """Run the Typer app; expected errors become one stderr line and an exit code.
+
+    Click runs in standalone mode, so usage errors print click's usage message and exit 2
+    as in every click tool; nova-sink's own errors pass through click to here.
+    """
+    try:
+        app(args=None if argv is None else list(argv), prog_name="nova-sink")
+    except SystemExit as exc:
+        if exc.code is None:
+            return EXIT_OK
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+    except BaseException as exc:  # noqa: BLE001 - mapped below, anything unforeseen too
+        return _report(leaf_error(exc))
+    return EXIT_OK
+
+
+def _report(exc: BaseException) -> int:  # noqa: PLR0911 - one exit code per error kind
+    from storage.errors import LeaseHeld
+
+    match exc:
+        case CliError():
+            _error(str(exc))
+            return exc.code
+        case ConfigError():
+            _error(f"configuration: {exc}")
+            return EXIT_CONFIG
+        case LeaseHeld():
+            _error(f"another reconcile is running ({exc.holder}); try again when it has finished")
+            return EXIT_TEMPFAIL
+        case NovaSinkError() | StorageError():
+            _error(str(exc))
             return EXIT_FAILURE
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        _error(f"unexpected {type(exc).__name__}: {exc}")
-        return EXIT_FAILURE
-    return code if isinstance(code, int) else EXIT_OK
+        case KeyboardInterrupt():
+            _error("interrupted")
+            return 130
+        case SystemExit():
+            return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+        case _:
+            _error(f"unexpected {type(exc).__name__}: {exc}")
+            return EXIT_FAILURE
 
 
 def _error(message: str) -> None:
-    print(f"nova-sink: error: {message}", file=sys.stderr)
+    print(f"nova-sink: error: {neutralise(message)}", file=sys.stderr)
 
 
 def settings() -> Settings:
@@ -105,12 +152,15 @@ def open_engine(cfg: Settings, *, create: bool = True) -> Engine:
 
 
 @contextmanager
-def store_for(cfg: Settings, *, write: bool = False, create: bool = False) -> Iterator[Store]:
+def store_for(
+    cfg: Settings, *, write: bool = False, create: bool = False, commit: bool = True
+) -> Iterator[Store]:
+    """A store in one transaction; ``commit=False`` rolls it back (``--dry-run``)."""
     from storage.db import transaction
 
     engine = open_engine(cfg, create=create or write)
     try:
-        with transaction(engine, write=write) as store:
+        with transaction(engine, write=write, commit=commit) as store:
             yield store
     finally:
         engine.dispose()
@@ -120,27 +170,51 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def parse_age(text: str) -> timedelta:
-    """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` → timedelta."""
+_MAX_AGE = timedelta(days=36_600)  # a century: beyond it a date no longer makes sense
+
+
+def parse_age(text: str, *, option: str = "duration") -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` → timedelta; anything else is exit 2."""
     units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     value, unit = text[:-1], text[-1:].lower()
-    if unit not in units or not value.isdigit():
-        fail(f"cannot read duration {text!r}: use a number and one of s, m, h, d, w (e.g. 90d)")
-    return timedelta(**{units[unit]: int(value)})
+    if unit not in units or not (value.isascii() and value.isdigit()) or len(value) > 9:
+        usage_error(
+            f"{option}: cannot read {text!r}: use a number and one of s, m, h, d, w (e.g. 90d)"
+        )
+    age = timedelta(**{units[unit]: int(value)})
+    if age > _MAX_AGE:
+        usage_error(f"{option}: {text!r} is longer than a century")
+    return age
 
 
-def parse_since(text: str) -> datetime:
-    """An ISO timestamp, or a duration meaning "that long ago"."""
+def parse_since(text: str, *, option: str = "--since") -> datetime:
+    """An ISO timestamp (or unix seconds), or a duration meaning "that long ago"."""
     from receiver.signatures import parse_timestamp
 
     try:
         return parse_timestamp(text)
-    except ValueError:
-        return utcnow() - parse_age(text)
+    except (ValueError, OverflowError):
+        return utcnow() - parse_age(text, option=option)
 
 
-def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, default=json_value, indent=2))
+def print_json(data: Any, *, compact: bool = False) -> None:
+    """JSON to stdout: indented for people, or one compact line for logs and cron."""
+    if compact:
+        typer.echo(json.dumps(data, ensure_ascii=False, default=json_value, separators=(",", ":")))
+    else:
+        typer.echo(json.dumps(data, ensure_ascii=False, default=json_value, indent=2))
+
+
+# C0 and C1 controls, DEL, line separators and bidi overrides: ESC sequences could clear
+# the screen or plant links, CR/LF would fake extra rows, bidi overrides reorder text.
+# Shown escaped, so the value stays recognisable.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def neutralise(text: str) -> str:
+    """Stored text made safe for a terminal or a tab-separated line: controls escaped."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
 
 
 def _cell(value: Any) -> str:
@@ -149,32 +223,61 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, list):
-        return "; ".join(str(item) for item in value)
-    return str(value)
+        return neutralise("; ".join(str(item) for item in value))
+    return neutralise(str(value))
 
 
-def print_table(rows: Sequence[Mapping[Any, Any]], columns: Sequence[str], title: str) -> None:
-    """A rich table on a TTY, tab-separated text otherwise (easy to pipe into cut/awk)."""
+def echo_plain(text: str) -> None:
+    """One line of stored text on stdout, control characters neutralised."""
+    typer.echo(neutralise(text))
+
+
+def print_table(
+    rows: Sequence[Mapping[Any, Any]],
+    columns: Sequence[str],
+    title: str,
+    *,
+    keep_whole: Sequence[str] = (),
+) -> None:
+    """A rich table on a TTY, tab-separated text otherwise (easy to pipe into cut/awk).
+
+    Cells are plain text either way: stored values are never read as rich markup. On a
+    TTY the table fits the terminal: long free-text columns are truncated with an
+    ellipsis, while ids, timestamps and ``keep_whole`` columns are never cut.
+    """
     if not sys.stdout.isatty():
         typer.echo("\t".join(columns))
         for row in rows:
-            typer.echo("\t".join(_cell(row.get(c)).replace("\t", " ") for c in columns))
+            typer.echo("\t".join(_cell(row.get(c)) for c in columns))
         return
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{title} ({len(rows)})", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=Text(f"{title} ({len(rows)})"), title_justify="left", box=box.SIMPLE_HEAD)
     for column in columns:
-        table.add_column(column, no_wrap=True)
+        whole = column in keep_whole or column.endswith(("_id", "_at", "id"))
+        table.add_column(
+            Text(column),
+            no_wrap=True,
+            overflow="fold" if whole else "ellipsis",
+            min_width=None if not whole else len(column),
+        )
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
     console = Console()
-    # Never fold ids and timestamps into unreadable slivers: a table wider than the
-    # terminal is printed at its natural width (like psql), and the terminal wraps it.
     natural = console.measure(table, options=console.options.update_width(10_000)).maximum
     if natural > console.width:
-        console = Console(width=natural)
+        # Ids and timestamps stay whole: if even they do not fit, print at their width
+        # (like psql) and let the terminal wrap, rather than fold them into slivers.
+        fixed = sum(
+            max([len(c)] + [len(_cell(r.get(c))) for r in rows]) + 2
+            for c in columns
+            if c in keep_whole or c.endswith(("_id", "_at", "id"))
+        )
+        if fixed > console.width:
+            console = Console(width=natural)
     console.print(table)
 
 

@@ -9,6 +9,7 @@ import typer
 
 from receiver.cli.common import (
     JSON_OPTION,
+    echo_plain,
     fail,
     parse_since,
     print_json,
@@ -158,7 +159,7 @@ def _show(record: dict[str, Any], as_json: bool) -> None:
         return
     width = max(len(key) for key in record)
     for key, value in record.items():
-        typer.echo(f"{key.ljust(width)}  {'' if value is None else value}")
+        echo_plain(f"{key.ljust(width)}  {'' if value is None else value}")
 
 
 @batches_app.command("list")
@@ -193,6 +194,28 @@ def batches_show(batch_id: str, as_json: bool = JSON_OPTION) -> None:
     print_table(results, RESULT_COLUMNS, "results")
     if rejected:
         print_table(rejected, ("application_id", "code", "message", "reason"), "rejected")
+
+
+@batches_app.command("untrack")
+def batches_untrack(
+    batch_id: str = typer.Argument(help="Scoring batch id, as `batches list` shows it."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Stop tracking a batch: reconcile no longer asks Nova about it (its results stay).
+
+    For a batch created by mistake, or one Nova no longer knows (404).
+
+    Example:
+      nova-sink batches untrack batch_test_1764400000
+    """
+    with store_for(settings(), write=True) as store:
+        untracked = store.untrack_batch(batch_id)
+    if as_json:
+        print_json({"batch_id": batch_id, "untracked": untracked})
+    elif untracked:
+        echo_plain(f"no longer tracking batch {batch_id}")
+    if not untracked:
+        fail(f"batch {batch_id!r} is not tracked")
 
 
 @deliveries_app.command("list")
@@ -278,9 +301,9 @@ def stats(as_json: bool = JSON_OPTION) -> None:
     for section, value in data.items():
         if isinstance(value, dict):
             parts = ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
-            typer.echo(f"{section}: {parts}")
+            echo_plain(f"{section}: {parts}")
         else:
-            typer.echo(f"{section}: {value}")
+            echo_plain(f"{section}: {value}")
 
 
 @secrets_app.command("status")

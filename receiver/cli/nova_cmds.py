@@ -12,6 +12,7 @@ import typer
 
 from receiver.cli.common import (
     EXIT_FAILURE,
+    EXIT_TEMPFAIL,
     JSON_OPTION,
     fail,
     open_engine,
@@ -241,14 +242,25 @@ def reconcile(
     cfg.api_key()
     import asyncio
 
+    from receiver.reconcile import BatchNotTracked
+    from storage.errors import LeaseHeld
+
     engine = open_engine(cfg)
     try:
         summary = asyncio.run(_reconcile(cfg, engine, batch, dry_run, concurrency, grace_minutes))
+    except LeaseHeld as exc:
+        message = f"another reconcile is running ({exc.holder}); try again when it has finished"
+        if as_json:
+            print_json({"error": "lease_held", "message": message}, compact=True)
+        fail(message, EXIT_TEMPFAIL)
+    except BatchNotTracked as exc:
+        fail(f"{exc}; add it with `nova-sink track JOB_ID {exc.batch_id}`")
     finally:
         engine.dispose()
     data = summary.as_dict()
     if as_json:
-        print_json(data)
+        # One line: `reconcile --json >> runs.jsonl` from cron makes a JSON Lines file.
+        print_json(data, compact=True)
     else:
         _print_summary(data)
     if not summary.converged:
@@ -267,7 +279,6 @@ async def _reconcile(
 
     from receiver.nova import build_http_client
     from receiver.reconcile import Reconciler
-    from storage.errors import LeaseHeld
 
     async with build_http_client(cfg.nova_api_url) as http:
         with _progress() as on_progress:
@@ -280,14 +291,7 @@ async def _reconcile(
                 dry_run=dry_run,
                 on_progress=on_progress,
             )
-            try:
-                return await reconciler.run(batch_id=batch)
-            except LeaseHeld as exc:
-                fail(f"another reconcile is running ({exc.holder}); try again when it has finished")
-            except LookupError:
-                fail(
-                    f"batch {batch!r} is not tracked; add it with `nova-sink track JOB_ID {batch}`"
-                )
+            return await reconciler.run(batch_id=batch)
 
 
 class _progress:

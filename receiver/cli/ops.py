@@ -9,12 +9,16 @@ from typing import Any
 import typer
 
 from receiver.cli.common import (
+    EXIT_FAILURE,
     JSON_OPTION,
+    echo_plain,
     fail,
+    neutralise,
     parse_age,
     print_json,
     settings,
     store_for,
+    usage_error,
     utcnow,
 )
 
@@ -32,9 +36,12 @@ def register(app: typer.Typer) -> None:
 
 def sample_event(event: str, *, now: datetime, scoring_job_id: str | None = None) -> dict[str, Any]:
     """A realistic body for ``event`` (NOVA.md §1), stamped ``now``."""
+    from storage.store.batches import TEST_TENANT
+
     stamp = now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     sj = scoring_job_id or f"sj_test_{int(now.timestamp())}"
-    ids = {"tenantId": "test-tenant", "scoringJobId": sj, "jobId": "job-test"}
+    # Marked as test data by its tenant: reconcile never asks Nova about it.
+    ids = {"tenantId": TEST_TENANT, "scoringJobId": sj, "jobId": "job-test"}
     if event == "score.completed":
         assessment = {
             "verdict": "Test assessment from nova-sink send-test-webhook.",
@@ -61,8 +68,8 @@ def sample_event(event: str, *, now: datetime, scoring_job_id: str | None = None
     if event == "batch.completed":
         return {
             "event": event,
-            "tenantId": "test-tenant",
-            "batchId": "batch-test",
+            "tenantId": TEST_TENANT,
+            "batchId": f"batch_test_{int(now.timestamp())}",
             "jobId": "job-test",
             "totalJobs": 1,
             "completedJobs": 1,
@@ -128,34 +135,69 @@ def send_test_webhook(
 
 def purge(
     older_than: str = typer.Option(..., "--older-than", help="Age such as 90d, 12h."),
+    include_unparsed: bool = typer.Option(
+        False,
+        "--include-unparsed",
+        help="Also drop bodies stored unparsed (their only copy: no replay afterwards).",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Drop raw delivery bodies older than the given age (the rows and results stay)."""
-    age = parse_age(older_than)
+    """Drop raw delivery bodies older than the given age (the rows and results stay).
+
+    Bodies of deliveries stored unparsed are kept unless --include-unparsed: they are the
+    only copy of what Nova sent, for `deliveries replay` after an upgrade.
+
+    Examples:
+      nova-sink purge --older-than 90d --dry-run
+      nova-sink purge --older-than 90d --yes
+    """
+    age = parse_age(older_than, option="--older-than")
+    if not (yes or dry_run) and not typer.confirm(
+        f"Drop raw delivery bodies older than {older_than}?", err=True
+    ):
+        fail("nothing purged", EXIT_FAILURE)
     now = utcnow()
-    with store_for(settings(), write=True) as store:
-        purged = store.purge_bodies(older_than=now - age, now=now)
+    with store_for(settings(), write=True, commit=not dry_run) as store:
+        purged = store.purge_bodies(
+            older_than=now - age, now=now, include_unparsed=include_unparsed
+        )
     if as_json:
-        print_json({"purged": purged})
+        print_json({"purged": purged, "dry_run": dry_run})
+    elif dry_run:
+        typer.echo(f"dry run: would purge {purged} raw bodies older than {older_than}")
     else:
         typer.echo(f"purged {purged} raw bodies older than {older_than}")
 
 
 def erase(
     application_id: str = typer.Option(..., "--application-id", help="Nova applicationId."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; change nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Remove every trace of one candidate (results, deliveries, rejections)."""
-    if not yes and not typer.confirm(f"Erase every record of application {application_id}?"):
-        raise typer.Exit(1)
-    with store_for(settings(), write=True) as store:
-        removed = store.erase_application(application_id)
+    """Remove every trace of one candidate (results, deliveries, rejections).
+
+    A tombstone keeps the application id (nothing else), so that reconcile never imports
+    the candidate again from Nova.
+
+    Examples:
+      nova-sink erase --application-id app-042 --dry-run
+      nova-sink erase --application-id app-042 --yes
+    """
+    if not (yes or dry_run) and not typer.confirm(
+        f"Erase every record of application {neutralise(application_id)}?", err=True
+    ):
+        fail("nothing erased", EXIT_FAILURE)
+    with store_for(settings(), write=True, commit=not dry_run) as store:
+        removed = store.erase_application(application_id, now=utcnow())
     if as_json:
-        print_json(removed)
-    else:
-        parts = ", ".join(f"{table}: {count}" for table, count in removed.items())
-        typer.echo(f"erased application {application_id} ({parts})")
+        print_json({**removed, "dry_run": dry_run})
+        return
+    parts = ", ".join(f"{table}: {count}" for table, count in removed.items())
+    verb = "dry run: would erase" if dry_run else "erased"
+    echo_plain(f"{verb} application {application_id} ({parts})")
 
 
 def token_create(
@@ -167,11 +209,11 @@ def token_create(
     from receiver.tokens import create_token
 
     key = settings().read_token_key()
-    lifetime = parse_age(ttl)
+    lifetime = parse_age(ttl, option="--ttl")
     try:
         token = create_token(key, scope=scope, ttl=lifetime)
     except ValueError as exc:
-        fail(str(exc))
+        usage_error(str(exc))
     expires = (utcnow() + lifetime).isoformat(timespec="seconds").replace("+00:00", "Z")
     if as_json:
         print_json({"token": token, "scope": scope, "expires_at": expires})

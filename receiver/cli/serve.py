@@ -66,14 +66,18 @@ def db_upgrade() -> None:
 def db_current(as_json: bool = JSON_OPTION) -> None:
     """Show the schema revision of the database and the one this release needs."""
     from storage import schema
-    from storage.db import make_engine
+    from storage.db import make_engine, sqlite_path
 
     cfg = settings()
-    engine = make_engine(cfg.database_url, synchronous=cfg.sqlite_synchronous)
-    try:
-        current = schema.current(engine)
-    finally:
-        engine.dispose()
+    path = sqlite_path(cfg.database_url)
+    current = None
+    # Read-only: a SQLite file that does not exist is reported, never created.
+    if path is None or path.exists():
+        engine = make_engine(cfg.database_url, synchronous=cfg.sqlite_synchronous)
+        try:
+            current = schema.current(engine)
+        finally:
+            engine.dispose()
     state = {"current": current, "head": schema.HEAD, "up_to_date": current == schema.HEAD}
     if as_json:
         print_json(state)

@@ -81,7 +81,9 @@ class ResultQueries(StoreBase):
         if outcome is Outcome.APPLIED:
             updates["source"] = source
         changed = bool(updates)
-        if changed:
+        if changed and outcome is Outcome.APPLIED:
+            # Only a new state of the result moves it in "newest first" and ``since=``;
+            # filling fields a webhook lacked (batch id, queue times) does not.
             updates["updated_at"] = now
         if delivered:
             updates["delivery_count"] = j.delivery_count + 1

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from storage.models import Batch, Delivery, Lease, ReconcileRun, RejectedApplicationRow, ScoringJob
+from storage.models import (
+    Batch,
+    Delivery,
+    ErasedApplication,
+    Lease,
+    ReconcileRun,
+    RejectedApplicationRow,
+    ScoringJob,
+)
 
 JOBS: sa.Table = ScoringJob.__table__  # type: ignore[attr-defined]
 BATCHES: sa.Table = Batch.__table__  # type: ignore[attr-defined]
@@ -12,4 +20,5 @@ REJECTED: sa.Table = RejectedApplicationRow.__table__  # type: ignore[attr-defin
 DELIVERIES: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
 RUNS: sa.Table = ReconcileRun.__table__  # type: ignore[attr-defined]
 LEASES: sa.Table = Lease.__table__  # type: ignore[attr-defined]
+ERASED: sa.Table = ErasedApplication.__table__  # type: ignore[attr-defined]
 j, b, r, d = JOBS.c, BATCHES.c, REJECTED.c, DELIVERIES.c

@@ -48,10 +48,13 @@ def fixture_no_retry_waits() -> Iterator[None]:
 
 @pytest.fixture(name="unconfigured_logging")
 def fixture_unconfigured_logging() -> Iterator[None]:
-    """structlog as a fresh process has it: its default printer writes to stdout."""
+    """structlog and stamina as a fresh process has them: structlog's default printer writes
+    to stdout, and stamina's retry logger is created anew (not one an earlier test cached)."""
     structlog.reset_defaults()
+    stamina.instrumentation.set_on_retry_hooks(None)
     yield
     structlog.reset_defaults()
+    stamina.instrumentation.set_on_retry_hooks(None)
 
 
 @asynccontextmanager

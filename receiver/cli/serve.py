@@ -22,25 +22,47 @@ def serve(
         25, help="Seconds to drain in-flight requests on SIGTERM (stays under Nova's 30 s)."
     ),
 ) -> None:
-    """Run the webhook receiver (POST /webhooks/nova, /healthz, /readyz, /metrics, /api)."""
+    """Run the webhook receiver (POST /webhooks/nova, /healthz, /readyz, /metrics, /api).
+
+    Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, in-flight requests drained);
+    2 on a configuration error or a PostgreSQL schema that is not current; 3 when a worker
+    cannot start (uvicorn's code, e.g. the port is taken).
+
+    Examples:
+      nova-sink serve
+      nova-sink serve --host 0.0.0.0 --port 8000 --workers 2
+    """
+    import os
+
     import uvicorn
+
+    from receiver.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_multiprocess_dir
 
     cfg = settings()
     cfg.webhook_secrets()  # fail fast, with exit code 2, before binding a port
     # A SQLite file is migrated here; PostgreSQL must be at the current schema already.
     open_engine(cfg, create=True).dispose()
-    uvicorn.run(
-        "receiver.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        timeout_graceful_shutdown=graceful_timeout,
-        # Idle keep-alive connections count against concurrency; Nova opens a new one anyway.
-        timeout_keep_alive=5,
-        access_log=False,
-        server_header=False,
-    )
+    metrics_dir, created = None, False
+    if workers > 1 or os.environ.get(MULTIPROC_ENV):
+        # Several processes: metrics live in files the workers share (set before they start).
+        metrics_dir, created = prepare_multiprocess_dir(os.environ.get(MULTIPROC_ENV))
+        os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    try:
+        uvicorn.run(
+            "receiver.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            timeout_graceful_shutdown=graceful_timeout,
+            # Idle keep-alive connections count against concurrency; Nova opens a new one.
+            timeout_keep_alive=5,
+            access_log=False,
+            server_header=False,
+        )
+    finally:
+        if metrics_dir is not None and created:
+            remove_multiprocess_dir(metrics_dir)
 
 
 @db_app.command("upgrade")

@@ -429,9 +429,10 @@ def test_replay_applies_a_parsable_body_and_keeps_an_unknown_event_unparsed(sink
     assert applied is not None
     assert (applied["status"], applied["score"]) == ("completed", 6)
     assert unknown is not None
-    assert unknown["outcome"] == "stored-unparsed"
+    assert (unknown["outcome"], unknown["replay_outcome"]) == ("stored-unparsed", "stored-unparsed")
     assert valid is not None
-    assert valid["outcome"] == "applied"
+    # What Nova was answered stays; the replay records its own outcome beside it.
+    assert (valid["outcome"], valid["replay_outcome"]) == ("stored-unparsed", "applied")
 
 
 # ---- track ------------------------------------------------------------------------------------

@@ -785,3 +785,26 @@ async def test_batches_of_the_test_tenant_are_never_fetched(
     summary = await reconcile(engine, fake, clock)
 
     assert (summary.batches_checked, summary.requests, summary.converged) == (0, 0, True)
+
+
+@pytest.mark.anyio
+async def test_a_lease_lost_mid_run_raises_lease_held_not_an_exception_group(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """Another process takes the lease between two batches: the run stops with LeaseHeld."""
+    fake = make_fake(clock)
+    track(engine, fake.state.create_batches(3, 1, tenant_id=TENANT), clock.now())
+
+    def steal(done: int, _total: int) -> None:
+        if done == 1:
+            with transaction(engine) as store:
+                store.conn.execute(sa.text("UPDATE lease SET holder = 'thief:1'"))
+
+    async with asgi_client(fake.app) as http:
+        reconciler = Reconciler(
+            engine, make_client(http, clock), now=clock.now, concurrency=1, on_progress=steal
+        )
+        with pytest.raises(LeaseHeld) as raised:
+            await reconciler.run()
+
+    assert raised.value.holder == "thief:1"

@@ -19,9 +19,13 @@ from receiver.cli import demo_cmd, inspect, nova_cmds, ops, serve
 app = typer.Typer(
     name="nova-sink",
     help="Webhook receiver and result sink for the Nova Embed API.",
-    epilog="Examples: nova-sink demo · nova-sink serve --workers 2 · "
-    "nova-sink reconcile --json · nova-sink results list --since 24h",
+    epilog="\b\nExamples:\n  nova-sink demo\n  nova-sink serve --workers 2\n"
+    "  nova-sink reconcile --json >> reconcile.jsonl\n  nova-sink results list --since 24h\n"
+    "  nova-sink doctor",
     pretty_exceptions_enable=False,
+    # Plain click help and usage errors: typer's rich formatting imports markdown-it and
+    # more, a quarter of a second of start-up on every invocation.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -55,7 +59,7 @@ def _root(
 
     # First thing in every command: until structlog is configured, every library that logs
     # through it (stamina's retry warnings) prints to stdout and corrupts --json output.
-    configure_cli_logging()
+    configure_cli_logging(ctx.invoked_subcommand)
 
 
 serve.register(app)

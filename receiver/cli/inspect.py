@@ -22,10 +22,16 @@ from receiver.cli.common import (
 )
 from receiver.rows import json_row
 
-results_app = typer.Typer(help="Scoring results stored locally.", no_args_is_help=True)
-batches_app = typer.Typer(help="Tracked scoring batches.", no_args_is_help=True)
-deliveries_app = typer.Typer(help="The webhook inbox.", no_args_is_help=True)
-secrets_app = typer.Typer(help="Configured webhook secrets.", no_args_is_help=True)
+results_app = typer.Typer(
+    help="Scoring results stored locally.", no_args_is_help=True, rich_markup_mode=None
+)
+batches_app = typer.Typer(
+    help="Tracked scoring batches.", no_args_is_help=True, rich_markup_mode=None
+)
+deliveries_app = typer.Typer(help="The webhook inbox.", no_args_is_help=True, rich_markup_mode=None)
+secrets_app = typer.Typer(
+    help="Configured webhook secrets.", no_args_is_help=True, rich_markup_mode=None
+)
 
 RESULT_COLUMNS = (
     "scoring_job_id",

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
     app.command("send-test-webhook")(send_test_webhook)
     app.command()(purge)
     app.command()(erase)
-    token_app = typer.Typer(help="Read-API tokens.", no_args_is_help=True)
+    token_app = typer.Typer(help="Read-API tokens.", no_args_is_help=True, rich_markup_mode=None)
     token_app.command("create")(token_create)
     app.add_typer(token_app, name="token")
 

@@ -6,7 +6,9 @@ import typer
 
 from receiver.cli.common import JSON_OPTION, open_engine, print_json, settings
 
-db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database schema: migrate and inspect.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import typer
 
-from receiver.cli import demo_cmd, inspect, nova_cmds, ops, serve
+from receiver.cli import demo_cmd, doctor, inspect, nova_cmds, ops, serve
 
 app = typer.Typer(
     name="nova-sink",
@@ -67,6 +67,7 @@ inspect.register(app)
 ops.register(app)
 nova_cmds.register(app)
 demo_cmd.register(app)
+doctor.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

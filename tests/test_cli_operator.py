@@ -366,3 +366,50 @@ def test_results_show_neutralises_control_characters(cli: InProcessCli, engine: 
 
     assert "\x1b" not in ran.out
     assert "a\\x1b[2Jb\\nc" in ran.out
+
+
+# ---- item 14: send-test-webhook for the local loop ---------------------------------------------
+
+
+async def send(cli: InProcessCli, engine: Engine, *args: str) -> list[dict[str, Any]]:
+    """Run send-test-webhook --json against a real receiver on ``engine``; JSON lines out."""
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(Settings(nova_webhook_secrets=WEBHOOK_SECRET, database_url=url))
+    port = free_port()
+    async with serving(app, port):
+        ran = await asyncio.to_thread(
+            cli, "send-test-webhook", f"http://127.0.0.1:{port}/webhooks/nova", "--json", *args
+        )
+    assert ran.code == 0, ran.err
+    return [json.loads(line) for line in ran.out.splitlines()]
+
+
+@pytest.mark.anyio
+async def test_send_test_webhook_repeat_shows_the_duplicate_and_the_ids_sent(
+    cli: InProcessCli, engine: Engine
+) -> None:
+    """--repeat 2 sends one X-Webhook-Id twice: applied, then duplicate; ids are printed."""
+    sent = await send(
+        cli, engine, "--event", "score.completed", "--scoring-job-id", "sj_rep", "--repeat", "2"
+    )
+
+    assert [json.loads(s["body"])["status"] for s in sent] == ["applied", "duplicate"]
+    assert {s["scoringJobId"] for s in sent} == {"sj_rep"}
+    assert len({s["webhook_id"] for s in sent}) == 1
+
+
+@pytest.mark.anyio
+async def test_send_test_webhook_data_sends_a_custom_payload_with_the_given_id(
+    cli: InProcessCli, engine: Engine, tmp_path: Path
+) -> None:
+    """--data FILE is signed and sent as it is; --webhook-id names the delivery."""
+    (tmp_path / "payload.json").write_bytes(score_body("sj_custom", "app-custom"))
+
+    sent = await send(cli, engine, "--data", "payload.json", "--webhook-id", "wh_mine")
+
+    assert (sent[0]["event"], sent[0]["webhook_id"]) == ("score.completed", "wh_mine")
+    with transaction(engine, write=False) as store:
+        stored, delivery = store.get_result("sj_custom"), store.get_delivery("wh_mine")
+    assert stored is not None
+    assert stored["application_id"] == "app-custom"
+    assert delivery is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -83,6 +84,12 @@ def sample_event(event: str, *, now: datetime, scoring_job_id: str | None = None
 def send_test_webhook(
     url: str = typer.Argument(help="Endpoint, e.g. http://127.0.0.1:8000/webhooks/nova"),
     event: str = typer.Option("test", "--event", help="One of: " + ", ".join(EVENTS)),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Send this file's bytes as the body instead of a sample event (any JSON, or not).",
+        show_default=False,
+    ),
     secret: str | None = typer.Option(
         None,
         "--secret",
@@ -90,14 +97,33 @@ def send_test_webhook(
         help="whsec_… to sign with (default: the first of NOVA_WEBHOOK_SECRETS).",
         show_default=False,
     ),
-    scoring_job_id: str | None = typer.Option(None, "--scoring-job-id"),
+    scoring_job_id: str | None = typer.Option(
+        None, "--scoring-job-id", help="scoringJobId of the sample score event."
+    ),
+    webhook_id: str | None = typer.Option(
+        None, "--webhook-id", help="X-Webhook-Id to send (default: a new wh_test_… id)."
+    ),
+    repeat: int = typer.Option(
+        1, "--repeat", min=1, max=100, help="Send N times with one X-Webhook-Id (see duplicate)."
+    ),
     legacy_header: bool = typer.Option(False, "--legacy-header", help="Use X-Nova-Signature."),
     construction: str = typer.Option(
         "body", "--construction", help="Signed message: body, timestamp.body, id.timestamp.body."
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Sign one event like Nova does and POST it to URL; exit 0 on a 2xx answer."""
+    """Sign an event like Nova does and POST it to URL; exit 0 when every answer is 2xx.
+
+    Sample events are marked as test data (tenant nova-sink-test): the receiver stores them,
+    and reconcile never asks Nova about them. Prints, per send, the status, the receiver's
+    answer and the ids sent (--json: one JSON line per send).
+
+    \b
+    Examples:
+      nova-sink send-test-webhook http://127.0.0.1:8000/webhooks/nova
+      nova-sink send-test-webhook URL --event score.completed --repeat 2
+      nova-sink send-test-webhook URL --data examples/score-completed.json
+    """
     import uuid
 
     import httpx
@@ -105,32 +131,57 @@ def send_test_webhook(
     from receiver.signatures import CONSTRUCTIONS, sign
 
     if event not in EVENTS:
-        fail(f"--event must be one of {', '.join(EVENTS)}")
+        usage_error(f"--event must be one of {', '.join(EVENTS)}")
     if construction not in CONSTRUCTIONS:
-        fail(f"--construction must be one of {', '.join(CONSTRUCTIONS)}")
+        usage_error(f"--construction must be one of {', '.join(CONSTRUCTIONS)}")
     key = secret or settings().webhook_secrets()[0]
     now = utcnow()
-    body = json.dumps(sample_event(event, now=now, scoring_job_id=scoring_job_id)).encode()
-    headers = sign(
-        key,
-        body,
-        construction=construction,
-        legacy_header=legacy_header,
-        webhook_id=f"wh_test_{uuid.uuid4().hex}",
-        timestamp=now,
-        event_header="test" if event == "test" else event.upper().replace(".", "_"),
-    )
-    try:
-        response = httpx.post(url, content=body, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        fail(f"could not reach {url}: {exc}")
-    result = {"status_code": response.status_code, "body": response.text[:2000]}
-    if as_json:
-        print_json(result)
+    if data is not None:
+        try:
+            body = data.read_bytes()
+        except OSError as exc:
+            usage_error(f"--data: cannot read {data}: {exc.strerror or exc}")
+        payload = _loads(body)
+        event = str(payload.get("event") or event)
     else:
-        typer.echo(f"{response.status_code} {response.text[:2000]}")
-    if not response.is_success:
+        payload = sample_event(event, now=now, scoring_job_id=scoring_job_id)
+        body = json.dumps(payload).encode()
+    sent_id = webhook_id or f"wh_test_{uuid.uuid4().hex}"
+    ids = {k: payload[k] for k in ("scoringJobId", "batchId") if isinstance(payload.get(k), str)}
+    failed = False
+    for _ in range(repeat):
+        headers = sign(
+            key,
+            body,
+            construction=construction,
+            legacy_header=legacy_header,
+            webhook_id=sent_id,
+            timestamp=utcnow(),
+            event_header="test" if event == "test" else event.upper().replace(".", "_"),
+        )
+        try:
+            response = httpx.post(url, content=body, headers=headers, timeout=30)
+        except httpx.HTTPError as exc:
+            fail(f"could not reach {url}: {exc}")
+        failed = failed or not response.is_success
+        answer = response.text[:2000]
+        if as_json:
+            record = {"status_code": response.status_code, "body": answer, "event": event}
+            print_json({**record, "webhook_id": sent_id, **ids}, compact=True)
+        else:
+            sent = " ".join([event, *ids.values(), f"X-Webhook-Id {sent_id}"])
+            echo_plain(f"{response.status_code} {answer}  ({sent})")
+    if failed:
         raise typer.Exit(1)
+
+
+def _loads(body: bytes) -> dict[str, Any]:
+    """The JSON object of a ``--data`` body, or {} for anything else (sent as it is)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def purge(

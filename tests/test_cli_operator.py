@@ -413,3 +413,78 @@ async def test_send_test_webhook_data_sends_a_custom_payload_with_the_given_id(
     assert stored is not None
     assert stored["application_id"] == "app-custom"
     assert delivery is not None
+
+
+# ---- item 14-15: deliveries tail, --since/--until ------------------------------------------------
+
+
+def test_results_list_since_and_until_bound_the_update_time(
+    cli: InProcessCli, engine: Engine
+) -> None:
+    """--since is inclusive, --until exclusive; ISO times and unix seconds both work."""
+    with transaction(engine) as store:
+        for n in range(4):
+            result = ScoringResult(f"sj_{n}", "completed", completed_at=T0)
+            store.apply_result(result, source="webhook", now=T0 + timedelta(hours=n))
+
+    iso = cli(
+        "results",
+        "list",
+        "--since",
+        "2026-03-01T10:00:00Z",
+        "--until",
+        "2026-03-01T12:00:00Z",
+        "--json",
+    )
+    unix = cli(
+        "results", "list", "--since", str(int((T0 + timedelta(hours=3)).timestamp())), "--json"
+    )
+    bad = cli("results", "list", "--until", "yesterday")
+
+    assert [r["scoring_job_id"] for r in iso.json()] == ["sj_2", "sj_1"]
+    assert [r["scoring_job_id"] for r in unix.json()] == ["sj_3"]
+    assert bad.code == 2
+    assert "--until" in bad.error_line
+
+
+def test_deliveries_list_since_takes_an_age(cli: InProcessCli, engine: Engine) -> None:
+    """``--since 1h`` keeps only deliveries of the last hour."""
+    now = datetime.now(UTC)
+    deliver(engine, "old", b"{}", outcome="applied", now=now - timedelta(hours=3))
+    deliver(engine, "new", b"{}", outcome="applied", now=now - timedelta(minutes=5))
+
+    ran = cli("deliveries", "list", "--since", "1h", "--json")
+
+    assert [r["delivery_key"] for r in ran.json()] == ["new"]
+
+
+def test_deliveries_tail_prints_the_last_lines_oldest_first(
+    cli: InProcessCli, engine: Engine
+) -> None:
+    """``tail -n 2 --timeout 0``: the header and the two newest deliveries, oldest first."""
+    for n in range(3):
+        deliver(engine, f"d{n}", b"{}", outcome="applied", now=T0 + timedelta(seconds=n))
+
+    ran = cli("deliveries", "tail", "-n", "2", "--timeout", "0")
+
+    lines = ran.out.splitlines()
+    assert lines[0].startswith("id\treceived_at")
+    assert [line.split("\t")[6] for line in lines[1:]] == ["d1", "d2"]
+
+
+@pytest.mark.anyio
+async def test_deliveries_tail_shows_a_delivery_that_arrives_while_it_runs(
+    cli: InProcessCli, engine: Engine
+) -> None:
+    """A delivery stored while tail polls is printed, once."""
+    tail = asyncio.create_task(
+        asyncio.to_thread(
+            cli, "deliveries", "tail", "--json", "--interval", "0.05", "--timeout", "3"
+        )
+    )
+    await asyncio.sleep(0.2)
+    await asyncio.to_thread(deliver, engine, "late", b"{}", outcome="applied")
+
+    ran = await tail
+
+    assert [json.loads(line)["delivery_key"] for line in ran.out.splitlines()] == ["late"]

@@ -228,7 +228,8 @@ def neutralise(text: str) -> str:
     return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A stored value as one plain line of text (timestamps to the second)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -259,7 +260,7 @@ def print_table(
     if not sys.stdout.isatty():
         typer.echo("\t".join(columns))
         for row in rows:
-            typer.echo("\t".join(_cell(row.get(c)) for c in columns))
+            typer.echo("\t".join(cell(row.get(c)) for c in columns))
         return
     from rich import box
     from rich.console import Console
@@ -276,14 +277,14 @@ def print_table(
             min_width=None if not whole else len(column),
         )
     for row in rows:
-        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
+        table.add_row(*(Text(cell(row.get(c))) for c in columns))
     console = Console()
     natural = console.measure(table, options=console.options.update_width(10_000)).maximum
     if natural > console.width:
         # Ids and timestamps stay whole: if even they do not fit, print at their width
         # (like psql) and let the terminal wrap, rather than fold them into slivers.
         fixed = sum(
-            max([len(c)] + [len(_cell(r.get(c))) for r in rows]) + 2
+            max([len(c)] + [len(cell(r.get(c))) for r in rows]) + 2
             for c in columns
             if c in keep_whole or c.endswith(("_id", "_at", "id"))
         )

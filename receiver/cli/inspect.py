@@ -9,13 +9,16 @@ import typer
 
 from receiver.cli.common import (
     JSON_OPTION,
+    cell,
     echo_plain,
     fail,
+    open_engine,
     parse_since,
     print_json,
     print_table,
     settings,
     store_for,
+    usage_error,
     utcnow,
     write_csv,
     write_jsonl,
@@ -71,7 +74,12 @@ JOB = typer.Option(None, "--job", help="Only this Nova jobId.")
 BATCH = typer.Option(None, "--batch", help="Only this scoring batch id.")
 APPLICATION = typer.Option(None, "--application", help="Only this applicationId.")
 STATUS = typer.Option(None, "--status", help="pending, completed or failed.")
-SINCE = typer.Option(None, "--since", help="Updated since: ISO time, or a duration like 24h.")
+SINCE = typer.Option(
+    None, "--since", help="From this time on: ISO 8601, unix seconds, or an age like 24h, 7d."
+)
+UNTIL = typer.Option(
+    None, "--until", help="Before this time: ISO 8601, unix seconds, or an age like 1h."
+)
 LIMIT = typer.Option(50, "--limit", min=1, help="How many rows, newest first.")
 ALL = typer.Option(False, "--all", help="Every row (ignores --limit).")
 
@@ -90,17 +98,19 @@ def _filter(
     application: str | None,
     status: str | None,
     since: str | None,
+    until: str | None = None,
 ) -> Any:
     from storage.store import ResultFilter
 
     if status is not None and status not in {"pending", "completed", "failed"}:
-        fail(f"--status must be pending, completed or failed, not {status!r}")
+        usage_error(f"--status must be pending, completed or failed, not {status!r}")
     return ResultFilter(
         job_id=job,
         batch_id=batch,
         application_id=application,
         status=status,
         since=parse_since(since) if since else None,
+        until=parse_since(until, option="--until") if until else None,
     )
 
 
@@ -111,12 +121,19 @@ def results_list(
     application: str | None = APPLICATION,
     status: str | None = STATUS,
     since: str | None = SINCE,
+    until: str | None = UNTIL,
     limit: int = LIMIT,
     every: bool = ALL,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List results, newest first (50 unless --limit or --all)."""
-    flt = _filter(job, batch, application, status, since)
+    """List results, newest first (50 unless --limit or --all).
+
+    \b
+    Examples:
+      nova-sink results list --since 24h
+      nova-sink results list --job job-42 --status failed --json
+    """
+    flt = _filter(job, batch, application, status, since, until)
     with store_for(settings()) as store:
         rows = store.list_results(flt, limit=None if every else limit)
     if as_json:
@@ -126,8 +143,15 @@ def results_list(
 
 
 @results_app.command("show")
-def results_show(scoring_job_id: str, as_json: bool = JSON_OPTION) -> None:
-    """Show one result with every stored field."""
+def results_show(
+    scoring_job_id: str = typer.Argument(help="The scoringJobId."), as_json: bool = JSON_OPTION
+) -> None:
+    """Show one result with every stored field.
+
+    \b
+    Example:
+      nova-sink results show sj_4f2a9c
+    """
     with store_for(settings()) as store:
         row = store.get_result(scoring_job_id)
     if row is None:
@@ -145,7 +169,13 @@ def results_export(
     status: str | None = STATUS,
     since: str | None = SINCE,
 ) -> None:
-    """Stream every matching result as CSV or JSON Lines."""
+    """Stream every matching result as CSV or JSON Lines.
+
+    \b
+    Examples:
+      nova-sink results export --format csv -o results.csv
+      nova-sink results export --format jsonl --since 7d | jq .score
+    """
     if fmt not in {"csv", "jsonl"}:
         fail(f"--format must be csv or jsonl, not {fmt!r}")
     flt = _filter(job, batch, application, status, since)
@@ -172,7 +202,12 @@ def _show(record: dict[str, Any], as_json: bool) -> None:
 def batches_list(
     status: str | None = STATUS, limit: int = LIMIT, every: bool = ALL, as_json: bool = JSON_OPTION
 ) -> None:
-    """List tracked batches, newest first."""
+    """List tracked batches, newest first (status unreachable: Nova kept answering 404).
+
+    \b
+    Example:
+      nova-sink batches list --status pending
+    """
     with store_for(settings()) as store:
         rows = store.list_batches(status=status, limit=None if every else limit)
     if as_json:
@@ -182,8 +217,15 @@ def batches_list(
 
 
 @batches_app.command("show")
-def batches_show(batch_id: str, as_json: bool = JSON_OPTION) -> None:
-    """Show a batch with its results and rejected applications."""
+def batches_show(
+    batch_id: str = typer.Argument(help="Scoring batch id."), as_json: bool = JSON_OPTION
+) -> None:
+    """Show a batch with its results and rejected applications.
+
+    \b
+    Example:
+      nova-sink batches show cm3x9k2v80000abcd1234efgh --json
+    """
     with store_for(settings()) as store:
         row = store.get_batch(batch_id)
         if row is None:
@@ -224,27 +266,98 @@ def batches_untrack(
         fail(f"batch {batch_id!r} is not tracked")
 
 
+EVENT = typer.Option(None, "--event", help="Only this event name.")
+OUTCOME = typer.Option(None, "--outcome", help="e.g. applied, duplicate, stored-unparsed.")
+
+
 @deliveries_app.command("list")
 def deliveries_list(
-    event: str | None = typer.Option(None, "--event", help="Only this event name."),
-    outcome: str | None = typer.Option(None, "--outcome", help="e.g. applied, stored-unparsed."),
+    event: str | None = EVENT,
+    outcome: str | None = OUTCOME,
     scoring_job: str | None = typer.Option(None, "--scoring-job", help="Only this scoringJobId."),
+    since: str | None = SINCE,
+    until: str | None = UNTIL,
     limit: int = LIMIT,
     every: bool = ALL,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List received deliveries, newest first."""
+    """List received deliveries, newest first.
+
+    \b
+    Examples:
+      nova-sink deliveries list --outcome stored-unparsed
+      nova-sink deliveries list --since 1h --json
+    """
     with store_for(settings()) as store:
         rows = store.list_deliveries(
             event=event,
             outcome=outcome,
             scoring_job_id=scoring_job,
+            since=parse_since(since) if since else None,
+            until=parse_since(until, option="--until") if until else None,
             limit=None if every else limit,
         )
     if as_json:
         print_json([json_row(row) for row in rows])
     else:
         print_table(rows, DELIVERY_COLUMNS, "deliveries")
+
+
+@deliveries_app.command("tail")
+def deliveries_tail(
+    lines: int = typer.Option(10, "--lines", "-n", min=0, help="Show the last N first."),
+    event: str | None = EVENT,
+    outcome: str | None = OUTCOME,
+    interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between polls."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0, help="Stop after this many seconds (default: Ctrl-C)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Follow the inbox: print deliveries as they arrive (like tail -f).
+
+    One tab-separated line per delivery (--json: one JSON line), oldest first.
+
+    \b
+    Examples:
+      nova-sink deliveries tail
+      nova-sink deliveries tail --outcome stored-unparsed --json
+    """
+    import time
+
+    from storage.db import transaction
+
+    engine = open_engine(settings(), create=False)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last: int | None = None
+    first = True
+    try:
+        while True:
+            with transaction(engine, write=False) as store:
+                rows = store.list_deliveries(
+                    event=event,
+                    outcome=outcome,
+                    after_id=last,
+                    limit=lines if first else None,
+                )
+            if first and not as_json:
+                typer.echo("\t".join(DELIVERY_COLUMNS))
+            first = False
+            for row in reversed(rows):
+                last = max(last or 0, int(row["id"]))
+                if as_json:
+                    print_json(json_row(row), compact=True)
+                else:
+                    typer.echo("\t".join(cell(row.get(c)) for c in DELIVERY_COLUMNS))
+            if last is None:
+                last = 0
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how a tail ends
+    finally:
+        engine.dispose()
 
 
 @deliveries_app.command("show")

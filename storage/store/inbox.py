@@ -88,9 +88,12 @@ class InboxQueries(StoreBase):
         event: str | None = None,
         outcome: str | None = None,
         scoring_job_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_id: int | None = None,
         limit: int | None = 50,
     ) -> list[RowMapping]:
-        """Newest first, without the raw bodies."""
+        """Newest first, without the raw bodies; ``after_id`` for following new arrivals."""
         columns = [c for c in DELIVERIES.c if c.name != "raw_body"]
         query = sa.select(*columns).order_by(d.id.desc()).limit(limit)
         if event is not None:
@@ -99,6 +102,12 @@ class InboxQueries(StoreBase):
             query = query.where(d.outcome == outcome)
         if scoring_job_id is not None:
             query = query.where(d.scoring_job_id == scoring_job_id)
+        if since is not None:
+            query = query.where(d.received_at >= since)
+        if until is not None:
+            query = query.where(d.received_at < until)
+        if after_id is not None:
+            query = query.where(d.id > after_id)
         return list(self.conn.execute(query).mappings())
 
     def last_delivery_by_fingerprint(self) -> dict[str, datetime]:

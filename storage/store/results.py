@@ -50,6 +50,7 @@ class ResultFilter:
     application_id: str | None = None
     status: str | None = None
     since: datetime | None = None
+    until: datetime | None = None  # updated before (exclusive)
 
 
 class ResultQueries(StoreBase):
@@ -158,6 +159,8 @@ class ResultQueries(StoreBase):
             query = query.where(j.status == flt.status)
         if flt.since is not None:
             query = query.where(j.updated_at >= flt.since)
+        if flt.until is not None:
+            query = query.where(j.updated_at < flt.until)
         return query
 
     def list_results(self, flt: ResultFilter, *, limit: int | None = 50) -> list[RowMapping]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -488,3 +489,25 @@ async def test_deliveries_tail_shows_a_delivery_that_arrives_while_it_runs(
     ran = await tail
 
     assert [json.loads(line)["delivery_key"] for line in ran.out.splitlines()] == ["late"]
+
+
+def test_a_table_on_a_narrow_terminal_fits_and_keeps_ids_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """80 columns: free text is cut with an ellipsis, every id and timestamp stays whole."""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setenv("COLUMNS", "80")
+    row = {
+        "scoring_job_id": "cm3x9k2v80000abcd1234efgh",
+        "updated_at": datetime(2026, 3, 1, 9, tzinfo=UTC),
+        "verdict": "A long verdict that goes on " * 6,
+    }
+
+    print_table([row], list(row), "results")
+
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue()).splitlines()  # styles
+    assert max(len(line) for line in lines) <= 80
+    assert any("cm3x9k2v80000abcd1234efgh" in line for line in lines)
+    assert any("2026-03-01 09:00:00" in line for line in lines)
+    assert any("…" in line for line in lines)

@@ -267,30 +267,47 @@ def print_table(
     from rich.table import Table
     from rich.text import Text
 
+    texts = [[Text(cell(row.get(c))) for c in columns] for row in rows]
+    whole = [c in keep_whole or c.endswith(("_id", "_at", "id")) for c in columns]
+    widths = [
+        max([len(column)] + [t[i].cell_len for t in texts]) for i, column in enumerate(columns)
+    ]
+    console = Console()
+    fixed = sum(width + 2 for width, keep in zip(widths, whole, strict=True) if keep)
+    limits = _free_widths(widths, whole, console.width - fixed - 2)  # 2: the table edges
     table = Table(title=Text(f"{title} ({len(rows)})"), title_justify="left", box=box.SIMPLE_HEAD)
-    for column in columns:
-        whole = column in keep_whole or column.endswith(("_id", "_at", "id"))
+    for column, keep, width, limit in zip(columns, whole, widths, limits, strict=True):
+        # Ids and timestamps never shrink; free text is cut with an ellipsis to fit.
         table.add_column(
             Text(column),
             no_wrap=True,
-            overflow="fold" if whole else "ellipsis",
-            min_width=None if not whole else len(column),
+            overflow="fold" if keep else "ellipsis",
+            min_width=width if keep else None,
+            max_width=None if keep else limit,
         )
-    for row in rows:
-        table.add_row(*(Text(cell(row.get(c))) for c in columns))
-    console = Console()
-    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
-    if natural > console.width:
-        # Ids and timestamps stay whole: if even they do not fit, print at their width
-        # (like psql) and let the terminal wrap, rather than fold them into slivers.
-        fixed = sum(
-            max([len(c)] + [len(cell(r.get(c))) for r in rows]) + 2
-            for c in columns
-            if c in keep_whole or c.endswith(("_id", "_at", "id"))
-        )
-        if fixed > console.width:
-            console = Console(width=natural)
+    for row_texts in texts:
+        table.add_row(*row_texts)
+    if fixed > console.width:
+        # Even the ids do not fit: print at natural width (like psql), the terminal wraps.
+        natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+        console = Console(width=natural)
     console.print(table)
+
+
+_MIN_FREE = 8  # a free-text column is never cut below this many characters
+
+
+def _free_widths(widths: Sequence[int], whole: Sequence[bool], room: int) -> list[int]:
+    """Widths for the free-text columns that fit in ``room`` (their padding included);
+    the narrow ones keep their width and the wide ones share what is left."""
+    limits = list(widths)
+    free = sorted((w, i) for i, (w, keep) in enumerate(zip(widths, whole, strict=True)) if not keep)
+    left = room
+    for position, (width, index) in enumerate(free):
+        share = left // (len(free) - position) - 2
+        limits[index] = max(_MIN_FREE, min(width, share))
+        left -= limits[index] + 2
+    return limits
 
 
 def write_csv(rows: Iterable[Mapping[Any, Any]], out: Any) -> int:

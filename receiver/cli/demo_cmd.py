@@ -21,14 +21,24 @@ def register(app: typer.Typer) -> None:
 
 
 def demo(
-    applications: int = typer.Option(60, "--applications", min=1, max=2500),
+    applications: int = typer.Option(
+        60, "--applications", min=1, max=2500, help="How many candidates to submit."
+    ),
     seed: int = typer.Option(7, "--seed", help="Fake Nova's random seed (scores, faults)."),
     drop: float = typer.Option(0.3, "--drop", min=0, max=1, help="Fraction of webhooks lost."),
-    duplicate: float = typer.Option(0.2, "--duplicate", min=0, max=1),
+    duplicate: float = typer.Option(
+        0.2, "--duplicate", min=0, max=1, help="Fraction of webhooks sent twice."
+    ),
     keep: bool = typer.Option(False, "--keep", help="Keep the demo database afterwards."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Zero-configuration tour: fake Nova + receiver + reconcile, then proof they agree."""
+    """Zero-configuration tour: fake Nova + receiver + reconcile, then proof they agree.
+
+    \b
+    Examples:
+      nova-sink demo
+      nova-sink demo --applications 200 --drop 0.5 --keep
+    """
     import asyncio
 
     from receiver.demo import default_workdir, run_demo

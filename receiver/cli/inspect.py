@@ -253,6 +253,7 @@ def batches_untrack(
 
     For a batch created by mistake, or one Nova no longer knows (404).
 
+    \b
     Example:
       nova-sink batches untrack batch_test_1764400000
     """
@@ -365,7 +366,12 @@ def deliveries_show(
     delivery: str = typer.Argument(help="Row id, X-Webhook-Id, or delivery key."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Show one delivery, with its raw body."""
+    """Show one delivery, with its raw body.
+
+    \b
+    Example:
+      nova-sink deliveries show msg_2b7f0c1d
+    """
     with store_for(settings()) as store:
         row = store.get_delivery(delivery)
     if row is None:
@@ -381,7 +387,16 @@ def deliveries_replay(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Apply stored deliveries again with this version's parser (after an upgrade)."""
+    """Apply stored deliveries again with this version's parser (after an upgrade).
+
+    A replay is not a delivery: the original outcome stays, the replay's own is recorded
+    beside it (replay_outcome), and the result's delivery count does not change.
+
+    \b
+    Examples:
+      nova-sink deliveries replay --all-unparsed
+      nova-sink deliveries replay msg_2b7f0c1d --json
+    """
     from receiver.ingest import replay
 
     if (delivery is None) == (not all_unparsed):
@@ -411,7 +426,12 @@ def deliveries_replay(
 
 
 def stats(as_json: bool = JSON_OPTION) -> None:
-    """Counts by status, outcome and event."""
+    """Counts by status, outcome and event.
+
+    \b
+    Example:
+      nova-sink stats --json
+    """
     with store_for(settings()) as store:
         data = store.stats()
     if as_json:

@@ -68,7 +68,13 @@ def track(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Track batches created elsewhere, so that reconcile keeps them complete."""
+    """Track batches created elsewhere, so that reconcile keeps them complete.
+
+    \b
+    Examples:
+      nova-sink track job-42 cm3x9k2v80000abcd1234efgh
+      nova-sink track --from-file batches.csv
+    """
     from storage.records import BatchState
 
     cfg = settings()
@@ -158,7 +164,17 @@ def submit(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Create scoring batches in Nova (25 applications per batch) and track them."""
+    """Create scoring batches in Nova (25 applications per batch) and track them.
+
+    Each application needs an applicationId and a resume (url or text); the job
+    description comes from the JSON or --job-description. See examples/ in the repository.
+
+    \b
+    Examples:
+      nova-sink submit examples/applications.json --job job-42
+      nova-sink submit examples/applications.csv --job job-42 \\
+        --job-description examples/job-description.txt
+    """
     cfg = settings()
     cfg.api_key()
     applications, fields = _applications(file)
@@ -237,7 +253,17 @@ def reconcile(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Fetch from Nova whatever webhooks missed. Exit 0: converged; 1: gaps remain."""
+    """Fetch from Nova whatever webhooks missed.
+
+    Exit 0: converged; 1: gaps remain; 2: configuration error; 75: another reconcile is
+    running (try later). --json prints one compact line, fit for a .jsonl log.
+
+    \b
+    Examples:
+      nova-sink reconcile
+      nova-sink reconcile --dry-run --json
+      nova-sink reconcile --json >> /var/log/nova-sink/reconcile.jsonl
+    """
     cfg = settings()
     cfg.api_key()
     import asyncio

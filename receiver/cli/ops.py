@@ -200,6 +200,7 @@ def purge(
     Bodies of deliveries stored unparsed are kept unless --include-unparsed: they are the
     only copy of what Nova sent, for `deliveries replay` after an upgrade.
 
+    \b
     Examples:
       nova-sink purge --older-than 90d --dry-run
       nova-sink purge --older-than 90d --yes
@@ -233,6 +234,7 @@ def erase(
     A tombstone keeps the application id (nothing else), so that reconcile never imports
     the candidate again from Nova.
 
+    \b
     Examples:
       nova-sink erase --application-id app-042 --dry-run
       nova-sink erase --application-id app-042 --yes
@@ -256,7 +258,12 @@ def token_create(
     ttl: str = typer.Option("1h", "--ttl", help="Lifetime such as 1h, 30d (at most 366d)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Create a bearer token for the read API (GET /api/...)."""
+    """Create a bearer token for the read API (GET /api/...).
+
+    \b
+    Example:
+      nova-sink token create --ttl 30d
+    """
     from receiver.tokens import create_token
 
     key = settings().read_token_key()

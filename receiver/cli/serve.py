@@ -30,6 +30,7 @@ def serve(
     2 on a configuration error or a PostgreSQL schema that is not current; 3 when a worker
     cannot start (uvicorn's code, e.g. the port is taken).
 
+    \b
     Examples:
       nova-sink serve
       nova-sink serve --host 0.0.0.0 --port 8000 --workers 2
@@ -69,7 +70,12 @@ def serve(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or migrate the schema to the version this release needs."""
+    """Create or migrate the schema to the version this release needs.
+
+    \b
+    Example:
+      DATABASE_URL=postgresql://nova@db/nova nova-sink db upgrade
+    """
     from storage import schema
     from storage.db import make_engine
 
@@ -88,7 +94,14 @@ def db_upgrade() -> None:
 
 @db_app.command("current")
 def db_current(as_json: bool = JSON_OPTION) -> None:
-    """Show the schema revision of the database and the one this release needs."""
+    """Show the schema revision of the database and the one this release needs.
+
+    Read-only: exit 0 when current, 1 otherwise (a missing SQLite file is not created).
+
+    \b
+    Example:
+      nova-sink db current --json
+    """
     from storage import schema
     from storage.db import make_engine, sqlite_path
 

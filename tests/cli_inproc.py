@@ -2,7 +2,8 @@
 
 ``InProcessCli`` gives each invocation an environment that holds only the nova-sink settings
 the test sets, runs in the test's ``tmp_path`` (no stray ``.env``), captures stdout and
-stderr apart with ``capsys``, and checks that no configured secret ever appears in either.
+stderr apart with ``capsys``, checks that no configured secret ever appears in either, and
+restores the process's structlog configuration afterwards.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from receiver.cli import run
 
@@ -66,7 +68,13 @@ class InProcessCli:
                     patch.setenv(name, value)
             patch.chdir(self.tmp_path)
             patch.setattr(sys, "stdin", io.StringIO(input))
-            code = run(list(args))
+            # The command configures structlog onto this capture's stderr, which closes
+            # with the test: later apps in this process must not log into it.
+            saved = structlog.get_config()
+            try:
+                code = run(list(args))
+            finally:
+                structlog.configure(**saved)
         out, err = self.capsys.readouterr()
         for secret in SECRETS:
             assert secret not in out, f"{secret!r} leaked on stdout of {args}"

@@ -50,10 +50,11 @@ def fixture_no_retry_waits() -> Iterator[None]:
 def fixture_unconfigured_logging() -> Iterator[None]:
     """structlog and stamina as a fresh process has them: structlog's default printer writes
     to stdout, and stamina's retry logger is created anew (not one an earlier test cached)."""
+    saved = structlog.get_config()
     structlog.reset_defaults()
     stamina.instrumentation.set_on_retry_hooks(None)
     yield
-    structlog.reset_defaults()
+    structlog.configure(**saved)
     stamina.instrumentation.set_on_retry_hooks(None)
 
 

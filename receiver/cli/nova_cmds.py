@@ -14,6 +14,7 @@ from receiver.cli.common import (
     EXIT_FAILURE,
     EXIT_TEMPFAIL,
     JSON_OPTION,
+    echo_plain,
     fail,
     open_engine,
     print_json,
@@ -355,6 +356,11 @@ def _print_summary(data: dict[str, Any]) -> None:
         f"{data['gaps_remaining']} gaps remaining ({data['requests']} requests, "
         f"{data['duration_s']} s)"
     )
+    if data["batches_unreachable"]:
+        ids = ", ".join(data["batches_unreachable"])
+        echo_plain(f"  no longer reconciled (Nova answered 404 run after run): {ids}")
+    if data["erased_skipped"]:
+        typer.echo(f"  {data['erased_skipped']} records of erased applications not imported")
     for kind, count in sorted(data["errors"].items()):
         typer.echo(f"  errors {kind}: {count}", err=True)
     for detail in data["error_details"][:10]:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
-from receiver.cli.common import print_table
+from receiver.cli.output import print_table
 from receiver.demo import free_port, serving
 from receiver.settings import Settings
 from receiver.signatures import fingerprint

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import typer
 
-from receiver.cli import demo_cmd, doctor, inspect, nova_cmds, ops, serve
+from receiver.cli import deliveries, demo_cmd, doctor, inspect, nova_cmds, ops, serve
 
 app = typer.Typer(
     name="nova-sink",
@@ -64,6 +64,7 @@ def _root(
 
 serve.register(app)
 inspect.register(app)
+deliveries.register(app)
 ops.register(app)
 nova_cmds.register(app)
 demo_cmd.register(app)

@@ -1,21 +1,19 @@
-"""Shared CLI plumbing: settings and database opening, output, and error-to-exit-code mapping."""
+"""Shared CLI plumbing: settings and database opening, argument parsing, logging set-up, and
+the mapping of errors to one line and an exit code (output helpers: ``receiver.cli.output``)."""
 
 from __future__ import annotations
 
-import csv
-import json
-import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
+from receiver.cli.output import neutralise
 from receiver.errors import ConfigError, NovaSinkError
-from receiver.rows import json_row, json_value
-from storage.errors import StorageError
+from storage.errors import LeaseHeld, StorageError
 
 if TYPE_CHECKING:
     from receiver.settings import Settings
@@ -104,8 +102,6 @@ def run_guarded(app: typer.Typer, argv: Sequence[str] | None = None) -> int:
 
 
 def _report(exc: BaseException) -> int:  # noqa: PLR0911 - one exit code per error kind
-    from storage.errors import LeaseHeld
-
     match exc:
         case CliError():
             _error(str(exc))
@@ -206,128 +202,3 @@ def parse_since(text: str, *, option: str = "--since") -> datetime:
         return parse_timestamp(text)
     except (ValueError, OverflowError):
         return utcnow() - parse_age(text, option=option)
-
-
-def print_json(data: Any, *, compact: bool = False) -> None:
-    """JSON to stdout: indented for people, or one compact line for logs and cron."""
-    if compact:
-        typer.echo(json.dumps(data, ensure_ascii=False, default=json_value, separators=(",", ":")))
-    else:
-        typer.echo(json.dumps(data, ensure_ascii=False, default=json_value, indent=2))
-
-
-# C0 and C1 controls, DEL, line separators and bidi overrides: ESC sequences could clear
-# the screen or plant links, CR/LF would fake extra rows, bidi overrides reorder text.
-# Shown escaped, so the value stays recognisable.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def neutralise(text: str) -> str:
-    """Stored text made safe for a terminal or a tab-separated line: controls escaped."""
-    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
-
-
-def cell(value: Any) -> str:
-    """A stored value as one plain line of text (timestamps to the second)."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, list):
-        return neutralise("; ".join(str(item) for item in value))
-    return neutralise(str(value))
-
-
-def echo_plain(text: str) -> None:
-    """One line of stored text on stdout, control characters neutralised."""
-    typer.echo(neutralise(text))
-
-
-def print_table(
-    rows: Sequence[Mapping[Any, Any]],
-    columns: Sequence[str],
-    title: str,
-    *,
-    keep_whole: Sequence[str] = (),
-) -> None:
-    """A rich table on a TTY, tab-separated text otherwise (easy to pipe into cut/awk).
-
-    Cells are plain text either way: stored values are never read as rich markup. On a
-    TTY the table fits the terminal: long free-text columns are truncated with an
-    ellipsis, while ids, timestamps and ``keep_whole`` columns are never cut.
-    """
-    if not sys.stdout.isatty():
-        typer.echo("\t".join(columns))
-        for row in rows:
-            typer.echo("\t".join(cell(row.get(c)) for c in columns))
-        return
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    texts = [[Text(cell(row.get(c))) for c in columns] for row in rows]
-    whole = [c in keep_whole or c.endswith(("_id", "_at", "id")) for c in columns]
-    widths = [
-        max([len(column)] + [t[i].cell_len for t in texts]) for i, column in enumerate(columns)
-    ]
-    console = Console()
-    fixed = sum(width + 2 for width, keep in zip(widths, whole, strict=True) if keep)
-    limits = _free_widths(widths, whole, console.width - fixed - 2)  # 2: the table edges
-    table = Table(title=Text(f"{title} ({len(rows)})"), title_justify="left", box=box.SIMPLE_HEAD)
-    for column, keep, width, limit in zip(columns, whole, widths, limits, strict=True):
-        # Ids and timestamps never shrink; free text is cut with an ellipsis to fit.
-        table.add_column(
-            Text(column),
-            no_wrap=True,
-            overflow="fold" if keep else "ellipsis",
-            min_width=width if keep else None,
-            max_width=None if keep else limit,
-        )
-    for row_texts in texts:
-        table.add_row(*row_texts)
-    if fixed > console.width:
-        # Even the ids do not fit: print at natural width (like psql), the terminal wraps.
-        natural = console.measure(table, options=console.options.update_width(10_000)).maximum
-        console = Console(width=natural)
-    console.print(table)
-
-
-_MIN_FREE = 8  # a free-text column is never cut below this many characters
-
-
-def _free_widths(widths: Sequence[int], whole: Sequence[bool], room: int) -> list[int]:
-    """Widths for the free-text columns that fit in ``room`` (their padding included);
-    the narrow ones keep their width and the wide ones share what is left."""
-    limits = list(widths)
-    free = sorted((w, i) for i, (w, keep) in enumerate(zip(widths, whole, strict=True)) if not keep)
-    left = room
-    for position, (width, index) in enumerate(free):
-        share = left // (len(free) - position) - 2
-        limits[index] = max(_MIN_FREE, min(width, share))
-        left -= limits[index] + 2
-    return limits
-
-
-def write_csv(rows: Iterable[Mapping[Any, Any]], out: Any) -> int:
-    writer: Any = None
-    count = 0
-    for row in rows:
-        if writer is None:
-            writer = csv.DictWriter(out, fieldnames=list(row.keys()))
-            writer.writeheader()
-        record = {
-            k: json.dumps(v) if isinstance(v, list) else json_value(v) for k, v in row.items()
-        }
-        writer.writerow(record)
-        count += 1
-    return count
-
-
-def write_jsonl(rows: Iterable[Mapping[Any, Any]], out: Any) -> int:
-    count = 0
-    for row in rows:
-        out.write(json.dumps(json_row(row), ensure_ascii=False) + "\n")
-        count += 1
-    return count

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from receiver.cli.common import EXIT_FAILURE, JSON_OPTION, print_json, print_table
+from receiver.cli.common import EXIT_FAILURE, JSON_OPTION
+from receiver.cli.output import print_json, print_table
 
 if TYPE_CHECKING:
     from receiver.fake_nova import Attempt

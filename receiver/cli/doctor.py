@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Literal
 
 import typer
 
-from receiver.cli.common import EXIT_FAILURE, JSON_OPTION, echo_plain, print_json
+from receiver.cli.common import EXIT_FAILURE, JSON_OPTION
+from receiver.cli.output import echo_plain, print_json
 from receiver.errors import ConfigError
 
 if TYPE_CHECKING:

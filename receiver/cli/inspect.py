@@ -1,4 +1,4 @@
-"""Looking at what was stored: ``results``, ``batches``, ``deliveries``, ``stats``, ``secrets``."""
+"""Looking at what was stored: ``results``, ``batches``, ``stats``, ``secrets``."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ import typer
 
 from receiver.cli.common import (
     JSON_OPTION,
-    cell,
-    echo_plain,
     fail,
-    open_engine,
     parse_since,
-    print_json,
-    print_table,
     settings,
     store_for,
     usage_error,
-    utcnow,
+)
+from receiver.cli.output import (
+    echo_plain,
+    print_json,
+    print_record,
+    print_table,
     write_csv,
     write_jsonl,
 )
@@ -31,7 +31,6 @@ results_app = typer.Typer(
 batches_app = typer.Typer(
     help="Tracked scoring batches.", no_args_is_help=True, rich_markup_mode=None
 )
-deliveries_app = typer.Typer(help="The webhook inbox.", no_args_is_help=True, rich_markup_mode=None)
 secrets_app = typer.Typer(
     help="Configured webhook secrets.", no_args_is_help=True, rich_markup_mode=None
 )
@@ -59,17 +58,6 @@ BATCH_COLUMNS = (
     "due",
     "last_reconciled_at",
 )
-DELIVERY_COLUMNS = (
-    "id",
-    "received_at",
-    "event",
-    "scoring_job_id",
-    "outcome",
-    "attempts",
-    "webhook_id",
-    "signature_scheme",
-)
-
 JOB = typer.Option(None, "--job", help="Only this Nova jobId.")
 BATCH = typer.Option(None, "--batch", help="Only this scoring batch id.")
 APPLICATION = typer.Option(None, "--application", help="Only this applicationId.")
@@ -87,7 +75,6 @@ ALL = typer.Option(False, "--all", help="Every row (ignores --limit).")
 def register(app: typer.Typer) -> None:
     app.add_typer(results_app, name="results")
     app.add_typer(batches_app, name="batches")
-    app.add_typer(deliveries_app, name="deliveries")
     app.add_typer(secrets_app, name="secrets")
     app.command()(stats)
 
@@ -143,7 +130,7 @@ def results_list(
 
 
 @results_app.command("show")
-def results_show(
+def resultsprint_record(
     scoring_job_id: str = typer.Argument(help="The scoringJobId."), as_json: bool = JSON_OPTION
 ) -> None:
     """Show one result with every stored field.
@@ -156,7 +143,7 @@ def results_show(
         row = store.get_result(scoring_job_id)
     if row is None:
         fail(f"no result for scoring job {scoring_job_id!r}")
-    _show(json_row(row), as_json)
+    print_record(json_row(row), as_json)
 
 
 @results_app.command("export")
@@ -189,15 +176,6 @@ def results_export(
     typer.echo(f"exported {count} results", err=True)
 
 
-def _show(record: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print_json(record)
-        return
-    width = max(len(key) for key in record)
-    for key, value in record.items():
-        echo_plain(f"{key.ljust(width)}  {'' if value is None else value}")
-
-
 @batches_app.command("list")
 def batches_list(
     status: str | None = STATUS, limit: int = LIMIT, every: bool = ALL, as_json: bool = JSON_OPTION
@@ -217,7 +195,7 @@ def batches_list(
 
 
 @batches_app.command("show")
-def batches_show(
+def batchesprint_record(
     batch_id: str = typer.Argument(help="Scoring batch id."), as_json: bool = JSON_OPTION
 ) -> None:
     """Show a batch with its results and rejected applications.
@@ -238,7 +216,7 @@ def batches_show(
         record["rejected_applications"] = [json_row(r) for r in rejected]
         print_json(record)
         return
-    _show(record, False)
+    print_record(record, False)
     print_table(results, RESULT_COLUMNS, "results")
     if rejected:
         print_table(rejected, ("application_id", "code", "message", "reason"), "rejected")
@@ -265,164 +243,6 @@ def batches_untrack(
         echo_plain(f"no longer tracking batch {batch_id}")
     if not untracked:
         fail(f"batch {batch_id!r} is not tracked")
-
-
-EVENT = typer.Option(None, "--event", help="Only this event name.")
-OUTCOME = typer.Option(None, "--outcome", help="e.g. applied, duplicate, stored-unparsed.")
-
-
-@deliveries_app.command("list")
-def deliveries_list(
-    event: str | None = EVENT,
-    outcome: str | None = OUTCOME,
-    scoring_job: str | None = typer.Option(None, "--scoring-job", help="Only this scoringJobId."),
-    since: str | None = SINCE,
-    until: str | None = UNTIL,
-    limit: int = LIMIT,
-    every: bool = ALL,
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """List received deliveries, newest first.
-
-    \b
-    Examples:
-      nova-sink deliveries list --outcome stored-unparsed
-      nova-sink deliveries list --since 1h --json
-    """
-    with store_for(settings()) as store:
-        rows = store.list_deliveries(
-            event=event,
-            outcome=outcome,
-            scoring_job_id=scoring_job,
-            since=parse_since(since) if since else None,
-            until=parse_since(until, option="--until") if until else None,
-            limit=None if every else limit,
-        )
-    if as_json:
-        print_json([json_row(row) for row in rows])
-    else:
-        print_table(rows, DELIVERY_COLUMNS, "deliveries")
-
-
-@deliveries_app.command("tail")
-def deliveries_tail(
-    lines: int = typer.Option(10, "--lines", "-n", min=0, help="Show the last N first."),
-    event: str | None = EVENT,
-    outcome: str | None = OUTCOME,
-    interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between polls."),
-    timeout: float | None = typer.Option(
-        None, "--timeout", min=0, help="Stop after this many seconds (default: Ctrl-C)."
-    ),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Follow the inbox: print deliveries as they arrive (like tail -f).
-
-    One tab-separated line per delivery (--json: one JSON line), oldest first.
-
-    \b
-    Examples:
-      nova-sink deliveries tail
-      nova-sink deliveries tail --outcome stored-unparsed --json
-    """
-    import time
-
-    from storage.db import transaction
-
-    engine = open_engine(settings(), create=False)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    last: int | None = None
-    first = True
-    try:
-        while True:
-            with transaction(engine, write=False) as store:
-                rows = store.list_deliveries(
-                    event=event,
-                    outcome=outcome,
-                    after_id=last,
-                    limit=lines if first else None,
-                )
-            if first and not as_json:
-                typer.echo("\t".join(DELIVERY_COLUMNS))
-            first = False
-            for row in reversed(rows):
-                last = max(last or 0, int(row["id"]))
-                if as_json:
-                    print_json(json_row(row), compact=True)
-                else:
-                    typer.echo("\t".join(cell(row.get(c)) for c in DELIVERY_COLUMNS))
-            if last is None:
-                last = 0
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        return  # Ctrl-C is how a tail ends
-    finally:
-        engine.dispose()
-
-
-@deliveries_app.command("show")
-def deliveries_show(
-    delivery: str = typer.Argument(help="Row id, X-Webhook-Id, or delivery key."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Show one delivery, with its raw body.
-
-    \b
-    Example:
-      nova-sink deliveries show msg_2b7f0c1d
-    """
-    with store_for(settings()) as store:
-        row = store.get_delivery(delivery)
-    if row is None:
-        fail(f"no delivery {delivery!r}")
-    _show(json_row(row), as_json)
-
-
-@deliveries_app.command("replay")
-def deliveries_replay(
-    delivery: str | None = typer.Argument(None, help="Row id or X-Webhook-Id."),
-    all_unparsed: bool = typer.Option(
-        False, "--all-unparsed", help="Every delivery stored unparsed."
-    ),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Apply stored deliveries again with this version's parser (after an upgrade).
-
-    A replay is not a delivery: the original outcome stays, the replay's own is recorded
-    beside it (replay_outcome), and the result's delivery count does not change.
-
-    \b
-    Examples:
-      nova-sink deliveries replay --all-unparsed
-      nova-sink deliveries replay msg_2b7f0c1d --json
-    """
-    from receiver.ingest import replay
-
-    if (delivery is None) == (not all_unparsed):
-        fail("name one delivery, or pass --all-unparsed")
-    outcomes: dict[str, str] = {}
-    with store_for(settings(), write=True) as store:
-        if delivery is not None:
-            row = store.get_delivery(delivery)
-            if row is None:
-                fail(f"no delivery {delivery!r}")
-            ids = [int(row["id"])]
-        else:
-            ids = store.unparsed_delivery_ids()
-        now = utcnow()
-        for delivery_id in ids:
-            stored = store.get_delivery(str(delivery_id))
-            if stored is None or stored["raw_body"] is None:
-                outcomes[str(delivery_id)] = "body-purged"
-                continue
-            outcomes[str(delivery_id)] = replay(store, delivery_id, stored["raw_body"], now=now)
-    if as_json:
-        print_json(outcomes)
-    else:
-        for name, outcome in outcomes.items():
-            typer.echo(f"{name}\t{outcome}")
-        typer.echo(f"replayed {len(outcomes)} deliveries", err=True)
 
 
 def stats(as_json: bool = JSON_OPTION) -> None:

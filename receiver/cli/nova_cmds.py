@@ -14,15 +14,13 @@ from receiver.cli.common import (
     EXIT_FAILURE,
     EXIT_TEMPFAIL,
     JSON_OPTION,
-    echo_plain,
     fail,
     open_engine,
-    print_json,
-    print_table,
     settings,
     store_for,
     utcnow,
 )
+from receiver.cli.output import echo_plain, print_json, print_table
 
 if TYPE_CHECKING:
     from receiver.nova import NovaClient

@@ -12,16 +12,14 @@ import typer
 from receiver.cli.common import (
     EXIT_FAILURE,
     JSON_OPTION,
-    echo_plain,
     fail,
-    neutralise,
     parse_age,
-    print_json,
     settings,
     store_for,
     usage_error,
     utcnow,
 )
+from receiver.cli.output import echo_plain, neutralise, print_json
 
 EVENTS = ("test", "score.completed", "score.failed", "batch.completed")
 

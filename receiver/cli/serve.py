@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from receiver.cli.common import JSON_OPTION, open_engine, print_json, settings
+from receiver.cli.common import JSON_OPTION, open_engine, settings
+from receiver.cli.output import print_json
 
 db_app = typer.Typer(
     help="Database schema: migrate and inspect.", no_args_is_help=True, rich_markup_mode=None

@@ -181,6 +181,21 @@ def test_purge_keeps_the_only_copy_of_unparsed_bodies_unless_told(
     assert bodies(engine) == {"old-applied": False, "old-unparsed": False, "new": True}
 
 
+def test_purge_drops_an_unparsed_body_once_a_replay_parsed_it(
+    cli: InProcessCli, engine: Engine
+) -> None:
+    """After a replay made a result of it, the body is no longer the only copy."""
+    old = datetime.now(UTC) - timedelta(days=100)
+    deliver(engine, "parsed-later", score_body("sj_1", "app-1"), outcome="stored-unparsed", now=old)
+    deliver(engine, "still-unknown", b"??", outcome="stored-unparsed", now=old)
+    cli("deliveries", "replay", "--all-unparsed")
+
+    ran = cli("purge", "--older-than", "90d", "--yes", "--json")
+
+    assert ran.json()["purged"] == 1
+    assert bodies(engine) == {"parsed-later": False, "still-unknown": True}
+
+
 def test_purge_asks_first_and_a_no_purges_nothing(cli: InProcessCli, engine: Engine) -> None:
     """Without --yes purge asks on stderr; answering no changes nothing and exits 1."""
     old_and_new(engine)

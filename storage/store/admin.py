@@ -24,11 +24,13 @@ class AdminQueries(StoreBase):
         """Drop raw bodies of deliveries received before ``older_than`` (rows stay).
 
         The body of a ``stored-unparsed`` delivery is its only copy (no result was made of
-        it; a later version may replay it), so it is kept unless ``include_unparsed``.
+        it; a later version may replay it), so it is kept unless ``include_unparsed`` or a
+        replay has since parsed it.
         """
         query = sa.update(DELIVERIES).where(d.received_at < older_than, d.raw_body.is_not(None))
         if not include_unparsed:
-            query = query.where(d.outcome != STORED_UNPARSED)
+            replayed = sa.and_(d.replay_outcome.is_not(None), d.replay_outcome != STORED_UNPARSED)
+            query = query.where(sa.or_(d.outcome != STORED_UNPARSED, replayed))
         result = self.conn.execute(query.values(raw_body=None, body_purged_at=now))
         return int(result.rowcount)
 

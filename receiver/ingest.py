@@ -51,11 +51,11 @@ def apply_event(store: Store, event: Event | None, *, now: datetime) -> str:
 
 
 def _apply_for_feed(
-    store: Store, event: Event | None, *, now: datetime
+    store: Store, event: Event | None, *, now: datetime, delivered: bool = True
 ) -> tuple[str, ResultChange | None]:
     """``apply_event``, plus what the change feed records of it (None: nothing to record)."""
     if isinstance(event, ScoreEvent):
-        change = store.apply_result(event.result, source="webhook", now=now, delivered=True)
+        change = store.apply_result(event.result, source="webhook", now=now, delivered=delivered)
         return change.outcome.value, feed_change(event.result.scoring_job_id, change)
     return apply_event(store, event, now=now), None
 
@@ -101,16 +101,24 @@ def replay(store: Store, delivery_id: int, body: bytes, *, now: datetime) -> str
 
     For deliveries kept as ``stored-unparsed`` (an event this version did not know, or a
     body that did not parse). The bytes were verified on arrival; they are applied by the
-    same rules as a live delivery, and the inbox row gets the new outcome.
+    same rules as a live delivery, but a replay is not a delivery: it does not count in the
+    result's ``delivery_count``, and the inbox row keeps the outcome Nova was answered with
+    beside the replay's own (``replay_outcome``, ``replayed_at``).
     """
     try:
         event: Event | None = parse_event(body)
     except PayloadError:
         event = None
-    outcome, fed = _apply_for_feed(store, event, now=now)
+    # A replay is not a delivery: it does not count in delivery_count.
+    outcome, fed = _apply_for_feed(store, event, now=now, delivered=False)
     name, scoring_job_id, batch_id = event_ids(event)
     store.update_delivery(
-        delivery_id, outcome=outcome, event=name, scoring_job_id=scoring_job_id, batch_id=batch_id
+        delivery_id,
+        replay_outcome=outcome,
+        replayed_at=now,
+        event=name,
+        scoring_job_id=scoring_job_id,
+        batch_id=batch_id,
     )
     store.log_changes([fed] if fed else [], now=now)  # last: it takes the feed's counter lock
     return outcome

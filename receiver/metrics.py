@@ -1,10 +1,22 @@
-"""Prometheus metrics, on a registry of their own per app (no global state between apps)."""
+"""Prometheus metrics, on a registry of their own per app (no global state between apps).
+
+Under ``serve --workers N`` every worker is its own process: ``serve`` then points
+``PROMETHEUS_MULTIPROC_DIR`` at a directory of its own (emptied at start) before the workers
+start, prometheus-client keeps every value in files there, and ``render`` sums all the
+workers' files, so whichever worker answers a scrape shows the whole server.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -41,16 +53,47 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        # Read from the database at each scrape: every worker sees the same totals, and the
+        # latest reading is the truth (not a sum over workers).
         self.reconcile_runs = Gauge(
             "nova_sink_reconcile_runs",
             "Reconcile runs recorded in the database.",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.reconcile_fixes = Gauge(
             "nova_sink_reconcile_fixes",
             "Results added or updated by reconcile runs recorded in the database.",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        directory = os.environ.get(MULTIPROC_ENV)
+        if not directory:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+
+def prepare_multiprocess_dir(configured: str | None) -> tuple[Path, bool]:
+    """The directory the workers share, emptied; ``(path, created)``.
+
+    A configured directory is emptied of the files of an earlier run (their counts would
+    be added to this run's); otherwise a new temporary one is made (``created``: remove it
+    at exit).
+    """
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return path, False
+    return Path(tempfile.mkdtemp(prefix="nova-sink-metrics-")), True
+
+
+def remove_multiprocess_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

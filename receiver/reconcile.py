@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from receiver.errors import NovaApiError
+from receiver.errors import NovaApiError, NovaHttpError, NovaSinkError
 from receiver.nova import LegacyJobRef, NovaClient
 from storage.db import Engine, transaction
 from storage.errors import LeaseHeld
@@ -27,10 +27,19 @@ from storage.records import Api, BatchState, RejectedApplication, ScoringResult
 from storage.store import ResultChange, Store, feed_change
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 LEASE_NAME = "reconcile"
 LEASE_TTL = timedelta(minutes=10)
 DEFAULT_GRACE = timedelta(minutes=5)
+
+
+class BatchNotTracked(NovaSinkError):
+    """``--batch ID`` names a batch this database does not track."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"batch {batch_id!r} is not tracked")
+        self.batch_id = batch_id
 
 
 # ---- pure planning ------------------------------------------------------------------------
@@ -106,6 +115,8 @@ class Summary:
     errors: Counter[str] = field(default_factory=Counter)
     error_details: list[dict[str, str]] = field(default_factory=list)
     gaps_remaining: int = 0
+    erased_skipped: int = 0  # results and rejections of erased applications not re-imported
+    batches_unreachable: list[str] = field(default_factory=list)  # given up on this run
     requests: int = 0
     retries: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
@@ -129,6 +140,8 @@ class Summary:
             "error_details": self.error_details[:50],
             "gaps_remaining": self.gaps_remaining,
             "converged": self.converged,
+            "erased_skipped": self.erased_skipped,
+            "batches_unreachable": self.batches_unreachable,
             "requests": self.requests,
             "retries": self.retries,
             "duration_s": round(self.duration_s, 3),
@@ -183,12 +196,16 @@ class Reconciler:
             self._total = len(batches) + len(jobs)
             self._progress()
             semaphore = asyncio.Semaphore(self.concurrency)
-            # A TaskGroup cancels the rest if the store fails or the lease is lost.
-            async with asyncio.TaskGroup() as group:
-                for target in batches:
-                    group.create_task(self._guarded(semaphore, self._batch, target))
-                for job in jobs:
-                    group.create_task(self._guarded(semaphore, self._job, job))
+            # A TaskGroup cancels the rest if the store fails or the lease is lost; its
+            # ExceptionGroup is unwrapped so callers can catch LeaseHeld, StoreUnavailable…
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for target in batches:
+                        group.create_task(self._guarded(semaphore, self._batch, target))
+                    for job in jobs:
+                        group.create_task(self._guarded(semaphore, self._job, job))
+            except BaseExceptionGroup as group_error:
+                raise _first_leaf(group_error) from None
             self.summary.gaps_remaining = await asyncio.to_thread(self._gaps, batch_id)
         finally:
             self.summary.requests = self.client.stats.requests
@@ -224,7 +241,7 @@ class Reconciler:
             )
             if batch_id is not None:
                 if not batches:
-                    raise LookupError(batch_id)
+                    raise BatchNotTracked(batch_id)
                 return batches, []
             return batches, plan_jobs(store.stale_pending_jobs(older_than=older_than))
 
@@ -248,7 +265,10 @@ class Reconciler:
         now = self.now()
         with transaction(self.engine, commit=not self.dry_run) as store:
             written = _apply(store, fetched.jobs, now)
-            written.rejected = store.record_rejected(fetched.rejected, now=now)
+            erased = store.erased_application_ids(a.application_id for a in fetched.rejected)
+            rejected = [a for a in fetched.rejected if a.application_id not in erased]
+            written.skipped += len(fetched.rejected) - len(rejected)
+            written.rejected = store.record_rejected(rejected, now=now)
             terminal = sum(
                 row["status"] != "pending"
                 for row in store.results_for_batch(fetched.target.batch_id)
@@ -276,6 +296,7 @@ class Reconciler:
         self.summary.results_updated += written.updated
         self.summary.results_enriched += written.enriched
         self.summary.rejected_recorded += written.rejected
+        self.summary.erased_skipped += written.skipped
 
     def _renew(self, store: Store, now: datetime) -> None:
         if self.dry_run:
@@ -284,7 +305,7 @@ class Reconciler:
         if holder != self.holder:
             raise LeaseHeld(LEASE_NAME, holder)
 
-    async def _in_write_lane(self, write: Callable[[_T], _Written], item: _T) -> _Written:
+    async def _in_write_lane(self, write: Callable[[_T], _R], item: _T) -> _R:
         """One write at a time: fetches run concurrently, but SQLite has one write lock, and
         writers queueing on it in threads would time out instead of taking turns."""
         async with self._write_lane:
@@ -325,10 +346,23 @@ class Reconciler:
             fetched = await (
                 self._fetch_v1(target) if target.api == "v1" else self._fetch_legacy(target)
             )
+        except NovaHttpError as exc:
+            if exc.status == 404 and not self.dry_run:
+                given_up = await self._in_write_lane(self._not_found, target.batch_id)
+                if given_up:
+                    # Reported once, in this run's summary; no longer an error of every run.
+                    self.summary.batches_unreachable.append(target.batch_id)
+                    return
+            exc.add_note(f"batch {target.batch_id}")
+            raise
         except NovaApiError as exc:
             exc.add_note(f"batch {target.batch_id}")
             raise
         self._count(await self._in_write_lane(self._write, fetched))
+
+    def _not_found(self, batch_id: str) -> bool:
+        with transaction(self.engine) as store:
+            return store.record_not_found(batch_id, now=self.now())
 
     async def _fetch_v1(self, target: BatchTarget) -> _Fetched:
         snapshot = await self.client.get_batch(
@@ -388,6 +422,14 @@ class Reconciler:
         )
 
 
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error of a task group (the others are mostly the cancellations)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 @dataclass
 class _Written:
     added: int = 0
@@ -395,11 +437,19 @@ class _Written:
     enriched: int = 0
     rejected: int = 0
     feed: list[ResultChange] = field(default_factory=list)
+    skipped: int = 0
 
 
 def _apply(store: Store, results: Iterable[ScoringResult], now: datetime) -> _Written:
+    """Apply ``results`` by the precedence rules, except those of erased applications:
+    an erasure must survive reconcile (tombstones keep their ids only)."""
     written = _Written()
+    results = list(results)
+    erased = store.erased_application_ids(result.application_id for result in results)
     for result in results:
+        if result.application_id in erased:
+            written.skipped += 1
+            continue
         change = store.apply_result(result, source="reconcile", now=now)
         fed = feed_change(result.scoring_job_id, change)
         if fed is not None:

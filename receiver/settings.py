@@ -64,6 +64,21 @@ class Settings(BaseSettings):
         # Paths all start with /v1/; a configured "/v1" suffix would double it.
         return value.removesuffix("/v1")
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        """SQLite file or PostgreSQL (psycopg 3); ``postgres://`` as platforms hand it out."""
+        value = value.strip()
+        scheme, sep, rest = value.partition("://")
+        scheme = scheme.lower()
+        if sep and scheme in {"postgres", "postgresql", "postgresql+psycopg"} and rest:
+            return f"postgresql+psycopg://{rest}"
+        if sep and scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
+            return value
+        raise ValueError(
+            "must be sqlite:///path/to/nova_sink.db or postgresql://user@host/database"
+        )
+
     def webhook_secrets(self) -> list[str]:
         """The configured secrets, newest first; raises ConfigError when unusable."""
         raw = self.nova_webhook_secrets.get_secret_value() if self.nova_webhook_secrets else ""
@@ -126,4 +141,4 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         variable = str(error["loc"][0]).upper() if error["loc"] else "settings"
-        raise ConfigError(variable, error["msg"]) from None
+        raise ConfigError(variable, error["msg"].removeprefix("Value error, ")) from None

@@ -43,7 +43,8 @@ def _ts(*, index: bool = False, nullable: bool = True) -> Any:
 
 
 def _json() -> Any:
-    return Field(default=None, sa_type=sa.JSON)
+    # none_as_null: an empty value is SQL NULL, not the JSON text 'null' (IS NULL works).
+    return Field(default=None, sa_type=sa.JSON(none_as_null=True))
 
 
 class ScoringJob(SQLModel, table=True):
@@ -102,6 +103,9 @@ class Batch(SQLModel, table=True):
     tracked_at: datetime = _ts(nullable=False)
     last_reconciled_at: datetime | None = _ts()
     due: bool = Field(default=True, index=True)
+    # Consecutive reconcile runs that Nova answered 404 for this batch; at
+    # ``UNREACHABLE_AFTER`` the batch becomes ``unreachable`` and stops being reconciled.
+    not_found_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class RejectedApplicationRow(SQLModel, table=True):
@@ -137,6 +141,21 @@ class Delivery(SQLModel, table=True):
     # Bytes, not text: NUL bytes and lone surrogates in a signed payload must not fail the insert.
     raw_body: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
     body_purged_at: datetime | None = _ts()
+    # What the last ``deliveries replay`` made of it; ``outcome`` stays what Nova got.
+    replay_outcome: str | None = None
+    replayed_at: datetime | None = _ts()
+
+
+class ErasedApplication(SQLModel, table=True):
+    """A tombstone: an application whose data was erased and must never be re-imported.
+
+    Only the id is kept (it identifies nobody without the erased rows).
+    """
+
+    __tablename__ = "erased_application"
+
+    application_id: str = Field(primary_key=True)
+    erased_at: datetime = _ts(nullable=False)
 
 
 class ReconcileRun(SQLModel, table=True):

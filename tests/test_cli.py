@@ -62,6 +62,7 @@ COMMANDS = (
     "secrets",
     "token",
     "db",
+    "doctor",
 )
 SUMMARY_KEYS = {
     "batches_checked",
@@ -227,12 +228,15 @@ def store_delivery(
 
 
 def every_value(engine: Engine) -> str:
-    """Every value of every row of every table, as one string to search."""
+    """Every value of every row of every table, as one string to search (except erasure
+    tombstones, which keep the erased application ids on purpose)."""
     metadata = sa.MetaData()
     metadata.reflect(engine)
     parts = []
     with engine.connect() as conn:
-        for table in metadata.tables.values():
+        for name, table in metadata.tables.items():
+            if name == "erased_application":
+                continue
             for row in conn.execute(sa.select(table)):
                 parts += [
                     v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row
@@ -269,7 +273,7 @@ def test_help_lists_every_command(sink: Sink) -> None:
     shown = sink.run("--help")
 
     assert shown.code == 0
-    missing = [c for c in COMMANDS if not re.search(rf"│ {re.escape(c)}\s", shown.out)]
+    missing = [c for c in COMMANDS if not re.search(rf"^  {re.escape(c)}\s", shown.out, re.M)]
     assert missing == []
 
 
@@ -426,9 +430,10 @@ def test_replay_applies_a_parsable_body_and_keeps_an_unknown_event_unparsed(sink
     assert applied is not None
     assert (applied["status"], applied["score"]) == ("completed", 6)
     assert unknown is not None
-    assert unknown["outcome"] == "stored-unparsed"
+    assert (unknown["outcome"], unknown["replay_outcome"]) == ("stored-unparsed", "stored-unparsed")
     assert valid is not None
-    assert valid["outcome"] == "applied"
+    # What Nova was answered stays; the replay records its own outcome beside it.
+    assert (valid["outcome"], valid["replay_outcome"]) == ("stored-unparsed", "applied")
 
 
 # ---- track ------------------------------------------------------------------------------------
@@ -665,16 +670,16 @@ def test_purge_drops_only_bodies_older_than_the_age(sink: Sink) -> None:
         now=now - timedelta(days=10),
     )
 
-    purged = sink.run("purge", "--older-than", "90d", "--json")
+    purged = sink.run("purge", "--older-than", "90d", "--yes", "--json")
 
-    assert purged.json() == {"purged": 1}
+    assert purged.json() == {"purged": 1, "dry_run": False}
     with transaction(sink.engine, write=False) as store:
         old, new = store.get_delivery("msg_old"), store.get_delivery("msg_new")
     assert old is not None
     assert old["raw_body"] is None
     assert new is not None
     assert new["raw_body"] == b'{"event":"test"}'
-    assert sink.run("purge", "--older-than", "soon").code == 1
+    assert sink.run("purge", "--older-than", "soon").code == 2
 
 
 def test_erase_removes_every_trace_of_an_application(sink: Sink) -> None:
@@ -712,7 +717,12 @@ def test_erase_removes_every_trace_of_an_application(sink: Sink) -> None:
     erased = sink.run("erase", "--application-id", "app-erase-me", "-y", "--json")
 
     assert erased.code == 0
-    assert erased.json() == {"delivery": 1, "scoring_job": 1, "rejected_application": 1}
+    assert erased.json() == {
+        "delivery": 1,
+        "scoring_job": 1,
+        "rejected_application": 1,
+        "dry_run": False,
+    }
     remaining = every_value(sink.engine)
     assert "app-erase-me" not in remaining
     assert "sj_001" not in remaining
@@ -725,7 +735,7 @@ def test_erase_without_yes_asks_and_a_no_keeps_everything(sink: Sink) -> None:
 
     refused = sink.run("erase", "--application-id", "app-001", input="n\n")
 
-    assert "Erase every record of application app-001?" in refused.out
+    assert "Erase every record of application app-001?" in refused.err
     with transaction(sink.engine, write=False) as store:
         assert store.get_result("sj_001") is not None
     assert refused.code == 1

@@ -340,6 +340,26 @@ def test_fake_nova_delivers_a_result_for_every_scoring_job(
     assert {job["id"] for job in batches[0]["scoringJobs"]} == expected
 
 
+def test_fake_nova_says_what_it_accepts_and_prints_every_delivery_attempt(
+    own_receiver: Server, tmp_path: Path
+) -> None:
+    """The banner names the API key rule and the secret's source; each attempt is a line."""
+    job_id = new_id("job")
+    with running_fake_nova(tmp_path, deliver_to=own_receiver.webhook_url) as fake:
+        created = create_batch(fake, job_id)
+        wait_for(
+            lambda: all(f"{sj} [" in fake.output() for sj in created["scoringJobIds"]),
+            "a line per delivered scoring job",
+        )
+        output = fake.output()
+
+    assert "API key: any sk_test_… or sk_live_… key" in output
+    assert "signed with --secret" in output
+    attempts = [line for line in output.splitlines() if line.startswith("→ score.")]
+    assert len(attempts) == 3
+    assert all("← 200 applied" in line for line in attempts), attempts
+
+
 def test_dropped_webhooks_are_recovered_by_track_and_reconcile(
     own_receiver: Server, tmp_path: Path
 ) -> None:

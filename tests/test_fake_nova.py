@@ -504,3 +504,67 @@ def test_config_rejects_impossible_values() -> None:
         FakeNovaConfig(drop=1.5)
     with pytest.raises(ValueError, match="whsec_"):
         FakeNovaConfig(secret="plain")
+
+
+# ---- the local development loop -----------------------------------------------------------------
+
+
+async def _answer_applied(scope: Any, receive: Any, send: Any) -> None:
+    """A receiver that answers like nova-sink: 200 ``{"status": "applied"}``."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    await Request(scope, receive).body()
+    await JSONResponse({"status": "applied"})(scope, receive, send)
+
+
+async def test_every_delivery_attempt_is_reported_with_status_and_outcome() -> None:
+    """on_attempt hears each HTTP attempt: the failed one (500) and the retry (200 applied)."""
+    from receiver.fake_nova import Attempt
+
+    fake = make_fake(receiver=Recorder(statuses=[500]), batch_events=False)
+    attempts: list[Attempt] = []
+    fake.deliverer.on_attempt = attempts.append
+    (job,) = fake.state.create_batch("job-1", TENANT, ["app-1"]).jobs
+    await fake.run_until_idle()
+
+    assert [(a.status, a.delivery.subject) for a in attempts] == [(500, job.id), (200, job.id)]
+
+    applied = make_fake(receiver=Recorder(), batch_events=False)
+    applied.deliverer._http = asgi_client(_answer_applied, "http://receiver")
+    lines: list[Attempt] = []
+    applied.deliverer.on_attempt = lines.append
+    applied.state.create_batch("job-1", TENANT, ["app-1"])
+    await applied.run_until_idle()
+
+    assert [a.outcome for a in lines] == ["applied"]
+
+
+def test_an_attempt_prints_as_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """``→ score.completed <id> [<webhook id>] ← 200 applied 4 ms``."""
+    from receiver.cli.demo_cmd import print_attempt
+    from receiver.fake_nova import Attempt, Delivery
+
+    delivery = Delivery("msg_1", "score.completed", b"{}", "sj_1", attempts=2)
+    print_attempt(Attempt(delivery, 200, "applied", 4.2))
+    print_attempt(Attempt(delivery, 0, None, 5000))
+
+    assert capsys.readouterr().out.splitlines() == [
+        "→ score.completed sj_1 [msg_1] (attempt 2) ← 200 applied 4 ms",
+        "→ score.completed sj_1 [msg_1] (attempt 2) ← no answer 5000 ms",
+    ]
+
+
+async def test_a_new_id_salt_gives_new_ids_and_the_same_scores() -> None:
+    """Two starts with different salts share no ids; scores still follow the seed."""
+    first = make_fake(seed=5, id_salt="start-1")
+    second = make_fake(seed=5, id_salt="start-2")
+    again = make_fake(seed=5, id_salt="start-1")
+    a, b, c = (
+        f.state.create_batch("job-1", TENANT, ["app-1", "app-2"]) for f in (first, second, again)
+    )
+
+    assert a.id != b.id
+    assert {j.id for j in a.jobs}.isdisjoint({j.id for j in b.jobs})
+    assert (a.id, [j.id for j in a.jobs]) == (c.id, [j.id for j in c.jobs])
+    assert [j.score for j in a.jobs] == [j.score for j in b.jobs]

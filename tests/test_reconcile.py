@@ -662,10 +662,10 @@ def cli_env(database_url: str, api_url: str) -> dict[str, str]:
 
 @pytest.mark.anyio
 @pytest.mark.slow
-async def test_two_reconcile_processes_started_together_one_exits_1_saying_another_runs(
+async def test_two_reconcile_processes_started_together_one_exits_75_saying_another_runs(
     engine: Engine, tmp_path: Path
 ) -> None:
-    """Overlapping cron runs: one converges (0), the other exits 1 with one clear line."""
+    """Overlapping cron runs: one converges (0), the other exits 75 (EX_TEMPFAIL) in one line."""
     fake = real_fake(slow=0.2)
     batches = fake.state.create_batches(8, 3, tenant_id=TENANT)
     track(engine, batches, datetime.now(UTC))
@@ -690,7 +690,7 @@ async def test_two_reconcile_processes_started_together_one_exits_1_saying_anoth
         outcomes = sorted(await asyncio.gather(run(), run()))
 
     (ok_code, ok_out, _), (held_code, held_out, held_err) = outcomes
-    assert (ok_code, held_code) == (0, 1), outcomes
+    assert (ok_code, held_code) == (0, 75), outcomes
     assert "CONVERGED" in ok_out
     assert held_out == ""
     [line] = held_err.strip().splitlines()
@@ -700,3 +700,113 @@ async def test_two_reconcile_processes_started_together_one_exits_1_saying_anoth
         ids = conn.execute(sa.text("SELECT scoring_job_id FROM scoring_job")).scalars().all()
     assert len(ids) == len(set(ids)) == 24
     assert compared(engine, fake).converged
+
+
+# ---- erasure tombstones, batches Nova does not know, test data ----------------------------------
+
+
+@pytest.mark.anyio
+async def test_an_erased_application_is_never_imported_again(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """After erase, a reconcile that sees the candidate at Nova skips it (result and rejection)."""
+    fake = make_fake(clock, failure_rate=0.0)
+    batch = fake.state.create_batch("job-1", TENANT, ["app-keep", "app-gone", corrupt("app-bad")])
+    track(engine, [batch], clock.now())
+    await reconcile(engine, fake, clock)
+    with transaction(engine) as store:
+        store.erase_application("app-gone", now=clock.now())
+        store.erase_application("app-bad", now=clock.now())
+        store.update_batch(BatchState(batch.id, "job-1", TENANT), now=clock.now(), due=True)
+
+    clock.advance(60)
+    again = await reconcile(engine, fake, clock)
+
+    assert (again.results_added, again.rejected_recorded) == (0, 0)
+    assert again.erased_skipped == 2
+    results, rejected = local_view(engine)
+    assert {r["application_id"] for r in results.values()} == {"app-keep"}
+    assert rejected == {}
+
+
+@pytest.mark.anyio
+async def test_a_batch_nova_keeps_answering_404_for_becomes_unreachable_and_stops_failing(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """404 on three runs in a row: reported once as unreachable, then no longer a gap."""
+    fake = make_fake(clock)
+    with transaction(engine) as store:
+        store.track_batch(BatchState("cnotatnova", "job-x", TENANT, "v1"), now=clock.now())
+
+    runs = []
+    for _ in range(4):
+        runs.append(await reconcile(engine, fake, clock))
+        clock.advance(600)
+
+    assert [r.errors.get("http_404", 0) for r in runs] == [1, 1, 0, 0]
+    assert [r.batches_unreachable for r in runs] == [[], [], ["cnotatnova"], []]
+    assert [r.converged for r in runs] == [False, False, True, True]
+    assert runs[3].requests == 0
+    with transaction(engine, write=False) as store:
+        stored = store.get_batch("cnotatnova")
+    assert stored is not None
+    assert (stored["status"], stored["due"]) == ("unreachable", False)
+
+
+@pytest.mark.anyio
+async def test_an_answer_from_nova_resets_the_404_count(engine: Engine, clock: ManualClock) -> None:
+    """A 404 just after creation (eventual consistency) followed by an answer is forgotten."""
+    fake = make_fake(clock)
+    (batch,) = fake.state.create_batches(1, 2, tenant_id=TENANT)
+    with transaction(engine) as store:
+        store.track_batch(BatchState(batch.id, batch.job_id, TENANT, "v1"), now=clock.now())
+        store.record_not_found(batch.id, now=clock.now())
+        store.record_not_found(batch.id, now=clock.now())
+
+    summary = await reconcile(engine, fake, clock)
+
+    assert summary.converged
+    with transaction(engine, write=False) as store:
+        stored = store.get_batch(batch.id)
+    assert stored is not None
+    assert stored["not_found_count"] == 0
+
+
+@pytest.mark.anyio
+async def test_batches_of_the_test_tenant_are_never_fetched(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """A batch.completed signed by ``send-test-webhook`` is recorded, never reconciled."""
+    from storage.store.batches import TEST_TENANT
+
+    fake = make_fake(clock)
+    with transaction(engine) as store:
+        state = BatchState("batch_test_1", "job-test", TEST_TENANT, "v1", status="completed")
+        store.update_batch(state, now=clock.now(), due=True)
+
+    summary = await reconcile(engine, fake, clock)
+
+    assert (summary.batches_checked, summary.requests, summary.converged) == (0, 0, True)
+
+
+@pytest.mark.anyio
+async def test_a_lease_lost_mid_run_raises_lease_held_not_an_exception_group(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """Another process takes the lease between two batches: the run stops with LeaseHeld."""
+    fake = make_fake(clock)
+    track(engine, fake.state.create_batches(3, 1, tenant_id=TENANT), clock.now())
+
+    def steal(done: int, _total: int) -> None:
+        if done == 1:
+            with transaction(engine) as store:
+                store.conn.execute(sa.text("UPDATE lease SET holder = 'thief:1'"))
+
+    async with asgi_client(fake.app) as http:
+        reconciler = Reconciler(
+            engine, make_client(http, clock), now=clock.now, concurrency=1, on_progress=steal
+        )
+        with pytest.raises(LeaseHeld) as raised:
+            await reconciler.run()
+
+    assert raised.value.holder == "thief:1"

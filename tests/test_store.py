@@ -114,14 +114,16 @@ def test_newer_state_replaces_the_assessment_as_a_whole(engine: Engine) -> None:
 
 
 def test_enrichment_fills_gaps_without_changing_the_outcome(engine: Engine) -> None:
-    """A duplicate that knows the batch id fills it in; the result stays a duplicate."""
+    """A duplicate that knows the batch id fills it in; the result stays a duplicate, and
+    keeps its place in "newest first" (only a change of result moves ``updated_at``)."""
     apply(engine, completed(batch_id=None))
+    first = row(engine)["updated_at"]
     (change,) = apply(engine, completed(batch_id="batch_7", is_rescore=False), now=at(3))
     assert change.outcome is Outcome.DUPLICATE
     assert change.changed
     stored = row(engine)
     assert (stored["batch_id"], stored["is_rescore"]) == ("batch_7", False)
-    assert stored["updated_at"] == at(3)
+    assert stored["updated_at"] == first != at(3)
 
 
 def test_enrichment_never_overwrites_a_known_value(engine: Engine) -> None:
@@ -410,7 +412,7 @@ def test_erase_application_removes_every_trace(engine: Engine) -> None:
             now=NOW,
         )
     with transaction(engine) as store:
-        removed = store.erase_application("app-x")
+        removed = store.erase_application("app-x", now=NOW)
     assert removed == {"delivery": 2, "scoring_job": 2, "rejected_application": 1}
     with transaction(engine, write=False) as store:
         assert store.get_result("sj_a") is None
@@ -434,7 +436,7 @@ def test_erase_application_removes_unparsed_deliveries_that_name_it(engine: Engi
             now=NOW,
         )
     with transaction(engine) as store:
-        store.erase_application("app-x")
+        store.erase_application("app-x", now=NOW)
     assert [r["delivery_key"] for r in deliveries(engine)] == []
 
 
@@ -457,6 +459,7 @@ def test_stats_counts_by_status_outcome_and_event(engine: Engine) -> None:
         "events": {"score.completed": 1, "test": 1},
         "rejected_applications": 1,
         "batches_due": 1,
+        "erased_applications": 0,
     }
 
 

@@ -1,27 +1,27 @@
-"""Shared CLI plumbing: settings and database opening, output, and error-to-exit-code mapping."""
+"""Shared CLI plumbing: settings and database opening, argument parsing, logging set-up, and
+the mapping of errors to one line and an exit code (output helpers: ``receiver.cli.output``)."""
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
+from receiver.cli.output import neutralise
 from receiver.errors import ConfigError, NovaSinkError
-from receiver.rows import json_row, json_value
-from receiver.settings import Settings, load_settings
-from storage.errors import StorageError
+from storage.errors import LeaseHeld, StorageError
 
 if TYPE_CHECKING:
+    from receiver.settings import Settings
     from storage.db import Engine
     from storage.store import Store
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_TEMPFAIL = 0, 1, 2, 75
+EXIT_USAGE = EXIT_CONFIG  # click's code for a usage error; configuration errors share it
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON to stdout instead of a table.")
 
@@ -38,46 +38,100 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     raise CliError(message, code)
 
 
-def run_guarded(app: typer.Typer) -> int:  # noqa: PLR0911 - one exit code per error kind
-    """Run the Typer app; expected errors become one stderr line and an exit code."""
-    try:
-        # Without standalone mode click *returns* the code of a typer.Exit instead of raising.
-        code = app(standalone_mode=False)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
-    except CliError as exc:
-        _error(str(exc))
-        return exc.code
-    except ConfigError as exc:
-        _error(f"configuration: {exc}")
-        return EXIT_CONFIG
-    except (NovaSinkError, StorageError) as exc:
-        _error(str(exc))
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the click layer and anything unforeseen
-        import click
+def usage_error(message: str) -> NoReturn:
+    """A malformed option value: one line, exit 2 (like click's own usage errors)."""
+    raise CliError(message, EXIT_USAGE)
 
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            _error("aborted")
+
+# Commands that only read or write the local database: nothing on their path logs through
+# structlog, so they skip importing it (a tenth of a second of start-up for cron and
+# scripts). Every other command, and any command added later, configures it first thing.
+QUIET_COMMANDS = frozenset({"results", "batches", "deliveries", "stats", "db", "secrets", "token"})
+
+
+def configure_cli_logging(command: str | None = None) -> None:
+    """Send every log line (stamina's retry warnings included) to stderr, never stdout.
+
+    The format and level come from the settings when they parse; when they do not, the
+    command itself reports the bad setting, so the defaults do here.
+    """
+    if command in QUIET_COMMANDS and "structlog" not in sys.modules:
+        return
+    import structlog
+
+    from receiver.logs import configure_logging
+    from receiver.settings import load_settings
+
+    try:
+        cfg = load_settings()
+        fmt, level = cfg.resolved_log_format(), cfg.log_level
+    except ConfigError:
+        fmt, level = ("console" if sys.stderr.isatty() else "json"), "info"
+    configure_logging(fmt, level)
+    # A logger cached by an earlier invocation in the same process (main(argv) in tests)
+    # would keep writing to that invocation's stream; a command logs a few lines at most.
+    structlog.configure(cache_logger_on_first_use=False)
+
+
+def leaf_error(exc: BaseException) -> BaseException:
+    """The one real error inside (nested) exception groups, e.g. from ``asyncio.TaskGroup``.
+
+    A group of several errors reports its first one: the others are usually cancellations
+    it caused.
+    """
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def run_guarded(app: typer.Typer, argv: Sequence[str] | None = None) -> int:
+    """Run the Typer app; expected errors become one stderr line and an exit code.
+
+    Click runs in standalone mode, so usage errors print click's usage message and exit 2
+    as in every click tool; nova-sink's own errors pass through click to here.
+    """
+    try:
+        app(args=None if argv is None else list(argv), prog_name="nova-sink")
+    except SystemExit as exc:
+        if exc.code is None:
+            return EXIT_OK
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+    except BaseException as exc:  # noqa: BLE001 - mapped below, anything unforeseen too
+        return _report(leaf_error(exc))
+    return EXIT_OK
+
+
+def _report(exc: BaseException) -> int:  # noqa: PLR0911 - one exit code per error kind
+    match exc:
+        case CliError():
+            _error(str(exc))
+            return exc.code
+        case ConfigError():
+            _error(f"configuration: {exc}")
+            return EXIT_CONFIG
+        case LeaseHeld():
+            _error(f"another reconcile is running ({exc.holder}); try again when it has finished")
+            return EXIT_TEMPFAIL
+        case NovaSinkError() | StorageError():
+            _error(str(exc))
             return EXIT_FAILURE
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        _error(f"unexpected {type(exc).__name__}: {exc}")
-        return EXIT_FAILURE
-    return code if isinstance(code, int) else EXIT_OK
+        case KeyboardInterrupt():
+            _error("interrupted")
+            return 130
+        case SystemExit():
+            return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+        case _:
+            _error(f"unexpected {type(exc).__name__}: {exc}")
+            return EXIT_FAILURE
 
 
 def _error(message: str) -> None:
-    print(f"nova-sink: error: {message}", file=sys.stderr)
+    print(f"nova-sink: error: {neutralise(message)}", file=sys.stderr)
 
 
 def settings() -> Settings:
+    from receiver.settings import load_settings
+
     return load_settings()
 
 
@@ -105,12 +159,15 @@ def open_engine(cfg: Settings, *, create: bool = True) -> Engine:
 
 
 @contextmanager
-def store_for(cfg: Settings, *, write: bool = False, create: bool = False) -> Iterator[Store]:
+def store_for(
+    cfg: Settings, *, write: bool = False, create: bool = False, commit: bool = True
+) -> Iterator[Store]:
+    """A store in one transaction; ``commit=False`` rolls it back (``--dry-run``)."""
     from storage.db import transaction
 
     engine = open_engine(cfg, create=create or write)
     try:
-        with transaction(engine, write=write) as store:
+        with transaction(engine, write=write, commit=commit) as store:
             yield store
     finally:
         engine.dispose()
@@ -120,82 +177,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def parse_age(text: str) -> timedelta:
-    """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` → timedelta."""
+_MAX_AGE = timedelta(days=36_600)  # a century: beyond it a date no longer makes sense
+
+
+def parse_age(text: str, *, option: str = "duration") -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` → timedelta; anything else is exit 2."""
     units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     value, unit = text[:-1], text[-1:].lower()
-    if unit not in units or not value.isdigit():
-        fail(f"cannot read duration {text!r}: use a number and one of s, m, h, d, w (e.g. 90d)")
-    return timedelta(**{units[unit]: int(value)})
+    if unit not in units or not (value.isascii() and value.isdigit()) or len(value) > 9:
+        usage_error(
+            f"{option}: cannot read {text!r}: use a number and one of s, m, h, d, w (e.g. 90d)"
+        )
+    age = timedelta(**{units[unit]: int(value)})
+    if age > _MAX_AGE:
+        usage_error(f"{option}: {text!r} is longer than a century")
+    return age
 
 
-def parse_since(text: str) -> datetime:
-    """An ISO timestamp, or a duration meaning "that long ago"."""
+def parse_since(text: str, *, option: str = "--since") -> datetime:
+    """An ISO timestamp (or unix seconds), or a duration meaning "that long ago"."""
     from receiver.signatures import parse_timestamp
 
     try:
         return parse_timestamp(text)
-    except ValueError:
-        return utcnow() - parse_age(text)
-
-
-def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, default=json_value, indent=2))
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, list):
-        return "; ".join(str(item) for item in value)
-    return str(value)
-
-
-def print_table(rows: Sequence[Mapping[Any, Any]], columns: Sequence[str], title: str) -> None:
-    """A rich table on a TTY, tab-separated text otherwise (easy to pipe into cut/awk)."""
-    if not sys.stdout.isatty():
-        typer.echo("\t".join(columns))
-        for row in rows:
-            typer.echo("\t".join(_cell(row.get(c)).replace("\t", " ") for c in columns))
-        return
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{title} ({len(rows)})", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in columns:
-        table.add_column(column, no_wrap=True)
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    console = Console()
-    # Never fold ids and timestamps into unreadable slivers: a table wider than the
-    # terminal is printed at its natural width (like psql), and the terminal wraps it.
-    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
-    if natural > console.width:
-        console = Console(width=natural)
-    console.print(table)
-
-
-def write_csv(rows: Iterable[Mapping[Any, Any]], out: Any) -> int:
-    writer: Any = None
-    count = 0
-    for row in rows:
-        if writer is None:
-            writer = csv.DictWriter(out, fieldnames=list(row.keys()))
-            writer.writeheader()
-        record = {
-            k: json.dumps(v) if isinstance(v, list) else json_value(v) for k, v in row.items()
-        }
-        writer.writerow(record)
-        count += 1
-    return count
-
-
-def write_jsonl(rows: Iterable[Mapping[Any, Any]], out: Any) -> int:
-    count = 0
-    for row in rows:
-        out.write(json.dumps(json_row(row), ensure_ascii=False) + "\n")
-        count += 1
-    return count
+    except (ValueError, OverflowError):
+        return utcnow() - parse_age(text, option=option)

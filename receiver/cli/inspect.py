@@ -1,6 +1,7 @@
-"""Looking at what was stored: ``results``, ``batches``, ``deliveries``, ``stats``, ``secrets``.
+"""Looking at what was stored: ``results``, ``batches``, ``stats``.
 
-The ``secrets`` commands live in ``receiver.cli.secrets_cmd``.
+The ``deliveries`` commands live in ``receiver.cli.deliveries``, the ``secrets`` commands
+in ``receiver.cli.secrets_cmd`` and ``results changes`` in ``receiver.cli.changes``.
 """
 
 from __future__ import annotations
@@ -14,20 +15,27 @@ from receiver.cli.common import (
     JSON_OPTION,
     fail,
     parse_since,
-    print_json,
-    print_table,
     settings,
     store_for,
-    utcnow,
+    usage_error,
+)
+from receiver.cli.output import (
+    echo_plain,
+    print_json,
+    print_record,
+    print_table,
     write_csv,
     write_jsonl,
 )
 from receiver.cli.secrets_cmd import secrets_app
 from receiver.rows import json_row
 
-results_app = typer.Typer(help="Scoring results stored locally.", no_args_is_help=True)
-batches_app = typer.Typer(help="Tracked scoring batches.", no_args_is_help=True)
-deliveries_app = typer.Typer(help="The webhook inbox.", no_args_is_help=True)
+results_app = typer.Typer(
+    help="Scoring results stored locally.", no_args_is_help=True, rich_markup_mode=None
+)
+batches_app = typer.Typer(
+    help="Tracked scoring batches.", no_args_is_help=True, rich_markup_mode=None
+)
 
 RESULT_COLUMNS = (
     "scoring_job_id",
@@ -52,22 +60,16 @@ BATCH_COLUMNS = (
     "due",
     "last_reconciled_at",
 )
-DELIVERY_COLUMNS = (
-    "id",
-    "received_at",
-    "event",
-    "scoring_job_id",
-    "outcome",
-    "attempts",
-    "webhook_id",
-    "signature_scheme",
-)
-
 JOB = typer.Option(None, "--job", help="Only this Nova jobId.")
 BATCH = typer.Option(None, "--batch", help="Only this scoring batch id.")
 APPLICATION = typer.Option(None, "--application", help="Only this applicationId.")
 STATUS = typer.Option(None, "--status", help="pending, completed or failed.")
-SINCE = typer.Option(None, "--since", help="Updated since: ISO time, or a duration like 24h.")
+SINCE = typer.Option(
+    None, "--since", help="From this time on: ISO 8601, unix seconds, or an age like 24h, 7d."
+)
+UNTIL = typer.Option(
+    None, "--until", help="Before this time: ISO 8601, unix seconds, or an age like 1h."
+)
 LIMIT = typer.Option(50, "--limit", min=1, help="How many rows, newest first.")
 ALL = typer.Option(False, "--all", help="Every row (ignores --limit).")
 
@@ -75,7 +77,6 @@ ALL = typer.Option(False, "--all", help="Every row (ignores --limit).")
 def register(app: typer.Typer) -> None:
     app.add_typer(results_app, name="results")
     app.add_typer(batches_app, name="batches")
-    app.add_typer(deliveries_app, name="deliveries")
     app.add_typer(secrets_app, name="secrets")
     app.command()(stats)
 
@@ -86,17 +87,19 @@ def _filter(
     application: str | None,
     status: str | None,
     since: str | None,
+    until: str | None = None,
 ) -> Any:
     from storage.store import ResultFilter
 
     if status is not None and status not in {"pending", "completed", "failed"}:
-        fail(f"--status must be pending, completed or failed, not {status!r}")
+        usage_error(f"--status must be pending, completed or failed, not {status!r}")
     return ResultFilter(
         job_id=job,
         batch_id=batch,
         application_id=application,
         status=status,
         since=parse_since(since) if since else None,
+        until=parse_since(until, option="--until") if until else None,
     )
 
 
@@ -107,12 +110,19 @@ def results_list(
     application: str | None = APPLICATION,
     status: str | None = STATUS,
     since: str | None = SINCE,
+    until: str | None = UNTIL,
     limit: int = LIMIT,
     every: bool = ALL,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List results, newest first (50 unless --limit or --all)."""
-    flt = _filter(job, batch, application, status, since)
+    """List results, newest first (50 unless --limit or --all).
+
+    \b
+    Examples:
+      nova-sink results list --since 24h
+      nova-sink results list --job job-42 --status failed --json
+    """
+    flt = _filter(job, batch, application, status, since, until)
     with store_for(settings()) as store:
         rows = store.list_results(flt, limit=None if every else limit)
     if as_json:
@@ -122,13 +132,20 @@ def results_list(
 
 
 @results_app.command("show")
-def results_show(scoring_job_id: str, as_json: bool = JSON_OPTION) -> None:
-    """Show one result with every stored field."""
+def resultsprint_record(
+    scoring_job_id: str = typer.Argument(help="The scoringJobId."), as_json: bool = JSON_OPTION
+) -> None:
+    """Show one result with every stored field.
+
+    \b
+    Example:
+      nova-sink results show sj_4f2a9c
+    """
     with store_for(settings()) as store:
         row = store.get_result(scoring_job_id)
     if row is None:
         fail(f"no result for scoring job {scoring_job_id!r}")
-    _show(json_row(row), as_json)
+    print_record(json_row(row), as_json)
 
 
 @results_app.command("export")
@@ -141,7 +158,13 @@ def results_export(
     status: str | None = STATUS,
     since: str | None = SINCE,
 ) -> None:
-    """Stream every matching result as CSV or JSON Lines."""
+    """Stream every matching result as CSV or JSON Lines.
+
+    \b
+    Examples:
+      nova-sink results export --format csv -o results.csv
+      nova-sink results export --format jsonl --since 7d | jq .score
+    """
     if fmt not in {"csv", "jsonl"}:
         fail(f"--format must be csv or jsonl, not {fmt!r}")
     flt = _filter(job, batch, application, status, since)
@@ -155,20 +178,16 @@ def results_export(
     typer.echo(f"exported {count} results", err=True)
 
 
-def _show(record: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print_json(record)
-        return
-    width = max(len(key) for key in record)
-    for key, value in record.items():
-        typer.echo(f"{key.ljust(width)}  {'' if value is None else value}")
-
-
 @batches_app.command("list")
 def batches_list(
     status: str | None = STATUS, limit: int = LIMIT, every: bool = ALL, as_json: bool = JSON_OPTION
 ) -> None:
-    """List tracked batches, newest first."""
+    """List tracked batches, newest first (status unreachable: Nova kept answering 404).
+
+    \b
+    Example:
+      nova-sink batches list --status pending
+    """
     with store_for(settings()) as store:
         rows = store.list_batches(status=status, limit=None if every else limit)
     if as_json:
@@ -178,8 +197,15 @@ def batches_list(
 
 
 @batches_app.command("show")
-def batches_show(batch_id: str, as_json: bool = JSON_OPTION) -> None:
-    """Show a batch with its results and rejected applications."""
+def batchesprint_record(
+    batch_id: str = typer.Argument(help="Scoring batch id."), as_json: bool = JSON_OPTION
+) -> None:
+    """Show a batch with its results and rejected applications.
+
+    \b
+    Example:
+      nova-sink batches show cm3x9k2v80000abcd1234efgh --json
+    """
     with store_for(settings()) as store:
         row = store.get_batch(batch_id)
         if row is None:
@@ -192,87 +218,42 @@ def batches_show(batch_id: str, as_json: bool = JSON_OPTION) -> None:
         record["rejected_applications"] = [json_row(r) for r in rejected]
         print_json(record)
         return
-    _show(record, False)
+    print_record(record, False)
     print_table(results, RESULT_COLUMNS, "results")
     if rejected:
         print_table(rejected, ("application_id", "code", "message", "reason"), "rejected")
 
 
-@deliveries_app.command("list")
-def deliveries_list(
-    event: str | None = typer.Option(None, "--event", help="Only this event name."),
-    outcome: str | None = typer.Option(None, "--outcome", help="e.g. applied, stored-unparsed."),
-    scoring_job: str | None = typer.Option(None, "--scoring-job", help="Only this scoringJobId."),
-    limit: int = LIMIT,
-    every: bool = ALL,
+@batches_app.command("untrack")
+def batches_untrack(
+    batch_id: str = typer.Argument(help="Scoring batch id, as `batches list` shows it."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List received deliveries, newest first."""
-    with store_for(settings()) as store:
-        rows = store.list_deliveries(
-            event=event,
-            outcome=outcome,
-            scoring_job_id=scoring_job,
-            limit=None if every else limit,
-        )
-    if as_json:
-        print_json([json_row(row) for row in rows])
-    else:
-        print_table(rows, DELIVERY_COLUMNS, "deliveries")
+    """Stop tracking a batch: reconcile no longer asks Nova about it (its results stay).
 
+    For a batch created by mistake, or one Nova no longer knows (404).
 
-@deliveries_app.command("show")
-def deliveries_show(
-    delivery: str = typer.Argument(help="Row id, X-Webhook-Id, or delivery key."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Show one delivery, with its raw body."""
-    with store_for(settings()) as store:
-        row = store.get_delivery(delivery)
-    if row is None:
-        fail(f"no delivery {delivery!r}")
-    _show(json_row(row), as_json)
-
-
-@deliveries_app.command("replay")
-def deliveries_replay(
-    delivery: str | None = typer.Argument(None, help="Row id or X-Webhook-Id."),
-    all_unparsed: bool = typer.Option(
-        False, "--all-unparsed", help="Every delivery stored unparsed."
-    ),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Apply stored deliveries again with this version's parser (after an upgrade)."""
-    from receiver.ingest import replay
-
-    if (delivery is None) == (not all_unparsed):
-        fail("name one delivery, or pass --all-unparsed")
-    outcomes: dict[str, str] = {}
+    \b
+    Example:
+      nova-sink batches untrack batch_test_1764400000
+    """
     with store_for(settings(), write=True) as store:
-        if delivery is not None:
-            row = store.get_delivery(delivery)
-            if row is None:
-                fail(f"no delivery {delivery!r}")
-            ids = [int(row["id"])]
-        else:
-            ids = store.unparsed_delivery_ids()
-        now = utcnow()
-        for delivery_id in ids:
-            stored = store.get_delivery(str(delivery_id))
-            if stored is None or stored["raw_body"] is None:
-                outcomes[str(delivery_id)] = "body-purged"
-                continue
-            outcomes[str(delivery_id)] = replay(store, delivery_id, stored["raw_body"], now=now)
+        untracked = store.untrack_batch(batch_id)
     if as_json:
-        print_json(outcomes)
-    else:
-        for name, outcome in outcomes.items():
-            typer.echo(f"{name}\t{outcome}")
-        typer.echo(f"replayed {len(outcomes)} deliveries", err=True)
+        print_json({"batch_id": batch_id, "untracked": untracked})
+    elif untracked:
+        echo_plain(f"no longer tracking batch {batch_id}")
+    if not untracked:
+        fail(f"batch {batch_id!r} is not tracked")
 
 
 def stats(as_json: bool = JSON_OPTION) -> None:
-    """Counts by status, outcome and event."""
+    """Counts by status, outcome and event.
+
+    \b
+    Example:
+      nova-sink stats --json
+    """
     with store_for(settings()) as store:
         data = store.stats()
     if as_json:
@@ -281,6 +262,6 @@ def stats(as_json: bool = JSON_OPTION) -> None:
     for section, value in data.items():
         if isinstance(value, dict):
             parts = ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
-            typer.echo(f"{section}: {parts}")
+            echo_plain(f"{section}: {parts}")
         else:
-            typer.echo(f"{section}: {value}")
+            echo_plain(f"{section}: {value}")

@@ -12,15 +12,15 @@ import typer
 
 from receiver.cli.common import (
     EXIT_FAILURE,
+    EXIT_TEMPFAIL,
     JSON_OPTION,
     fail,
     open_engine,
-    print_json,
-    print_table,
     settings,
     store_for,
     utcnow,
 )
+from receiver.cli.output import echo_plain, print_json, print_table
 
 if TYPE_CHECKING:
     from receiver.nova import NovaClient
@@ -67,7 +67,13 @@ def track(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Track batches created elsewhere, so that reconcile keeps them complete."""
+    """Track batches created elsewhere, so that reconcile keeps them complete.
+
+    \b
+    Examples:
+      nova-sink track job-42 cm3x9k2v80000abcd1234efgh
+      nova-sink track --from-file batches.csv
+    """
     from storage.records import BatchState
 
     cfg = settings()
@@ -157,7 +163,17 @@ def submit(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Create scoring batches in Nova (25 applications per batch) and track them."""
+    """Create scoring batches in Nova (25 applications per batch) and track them.
+
+    Each application needs an applicationId and a resume (url or text); the job
+    description comes from the JSON or --job-description. See examples/ in the repository.
+
+    \b
+    Examples:
+      nova-sink submit examples/applications.json --job job-42
+      nova-sink submit examples/applications.csv --job job-42 \\
+        --job-description examples/job-description.txt
+    """
     cfg = settings()
     cfg.api_key()
     applications, fields = _applications(file)
@@ -236,19 +252,40 @@ def reconcile(
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Fetch from Nova whatever webhooks missed. Exit 0: converged; 1: gaps remain."""
+    """Fetch from Nova whatever webhooks missed.
+
+    Exit 0: converged; 1: gaps remain; 2: configuration error; 75: another reconcile is
+    running (try later). --json prints one compact line, fit for a .jsonl log.
+
+    \b
+    Examples:
+      nova-sink reconcile
+      nova-sink reconcile --dry-run --json
+      nova-sink reconcile --json >> /var/log/nova-sink/reconcile.jsonl
+    """
     cfg = settings()
     cfg.api_key()
     import asyncio
 
+    from receiver.reconcile import BatchNotTracked
+    from storage.errors import LeaseHeld
+
     engine = open_engine(cfg)
     try:
         summary = asyncio.run(_reconcile(cfg, engine, batch, dry_run, concurrency, grace_minutes))
+    except LeaseHeld as exc:
+        message = f"another reconcile is running ({exc.holder}); try again when it has finished"
+        if as_json:
+            print_json({"error": "lease_held", "message": message}, compact=True)
+        fail(message, EXIT_TEMPFAIL)
+    except BatchNotTracked as exc:
+        fail(f"{exc}; add it with `nova-sink track JOB_ID {exc.batch_id}`")
     finally:
         engine.dispose()
     data = summary.as_dict()
     if as_json:
-        print_json(data)
+        # One line: `reconcile --json >> runs.jsonl` from cron makes a JSON Lines file.
+        print_json(data, compact=True)
     else:
         _print_summary(data)
     if not summary.converged:
@@ -267,7 +304,6 @@ async def _reconcile(
 
     from receiver.nova import build_http_client
     from receiver.reconcile import Reconciler
-    from storage.errors import LeaseHeld
 
     async with build_http_client(cfg.nova_api_url) as http:
         with _progress() as on_progress:
@@ -280,14 +316,7 @@ async def _reconcile(
                 dry_run=dry_run,
                 on_progress=on_progress,
             )
-            try:
-                return await reconciler.run(batch_id=batch)
-            except LeaseHeld as exc:
-                fail(f"another reconcile is running ({exc.holder}); try again when it has finished")
-            except LookupError:
-                fail(
-                    f"batch {batch!r} is not tracked; add it with `nova-sink track JOB_ID {batch}`"
-                )
+            return await reconciler.run(batch_id=batch)
 
 
 class _progress:
@@ -325,6 +354,11 @@ def _print_summary(data: dict[str, Any]) -> None:
         f"{data['gaps_remaining']} gaps remaining ({data['requests']} requests, "
         f"{data['duration_s']} s)"
     )
+    if data["batches_unreachable"]:
+        ids = ", ".join(data["batches_unreachable"])
+        echo_plain(f"  no longer reconciled (Nova answered 404 run after run): {ids}")
+    if data["erased_skipped"]:
+        typer.echo(f"  {data['erased_skipped']} records of erased applications not imported")
     for kind, count in sorted(data["errors"].items()):
         typer.echo(f"  errors {kind}: {count}", err=True)
     for detail in data["error_details"][:10]:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from receiver.cli.common import (
+    EXIT_FAILURE,
     JSON_OPTION,
     fail,
     parse_age,
-    print_json,
     settings,
     store_for,
+    usage_error,
     utcnow,
 )
+from receiver.cli.output import echo_plain, neutralise, print_json
 
 EVENTS = ("test", "score.completed", "score.failed", "batch.completed")
 
@@ -25,16 +28,19 @@ def register(app: typer.Typer) -> None:
     app.command("send-test-webhook")(send_test_webhook)
     app.command()(purge)
     app.command()(erase)
-    token_app = typer.Typer(help="Read-API tokens.", no_args_is_help=True)
+    token_app = typer.Typer(help="Read-API tokens.", no_args_is_help=True, rich_markup_mode=None)
     token_app.command("create")(token_create)
     app.add_typer(token_app, name="token")
 
 
 def sample_event(event: str, *, now: datetime, scoring_job_id: str | None = None) -> dict[str, Any]:
     """A realistic body for ``event`` (NOVA.md §1), stamped ``now``."""
+    from storage.store.batches import TEST_TENANT
+
     stamp = now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     sj = scoring_job_id or f"sj_test_{int(now.timestamp())}"
-    ids = {"tenantId": "test-tenant", "scoringJobId": sj, "jobId": "job-test"}
+    # Marked as test data by its tenant: reconcile never asks Nova about it.
+    ids = {"tenantId": TEST_TENANT, "scoringJobId": sj, "jobId": "job-test"}
     if event == "score.completed":
         assessment = {
             "verdict": "Test assessment from nova-sink send-test-webhook.",
@@ -61,8 +67,8 @@ def sample_event(event: str, *, now: datetime, scoring_job_id: str | None = None
     if event == "batch.completed":
         return {
             "event": event,
-            "tenantId": "test-tenant",
-            "batchId": "batch-test",
+            "tenantId": TEST_TENANT,
+            "batchId": f"batch_test_{int(now.timestamp())}",
             "jobId": "job-test",
             "totalJobs": 1,
             "completedJobs": 1,
@@ -76,6 +82,12 @@ def sample_event(event: str, *, now: datetime, scoring_job_id: str | None = None
 def send_test_webhook(
     url: str = typer.Argument(help="Endpoint, e.g. http://127.0.0.1:8000/webhooks/nova"),
     event: str = typer.Option("test", "--event", help="One of: " + ", ".join(EVENTS)),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Send this file's bytes as the body instead of a sample event (any JSON, or not).",
+        show_default=False,
+    ),
     secret: str | None = typer.Option(
         None,
         "--secret",
@@ -83,14 +95,33 @@ def send_test_webhook(
         help="whsec_… to sign with (default: the first of NOVA_WEBHOOK_SECRETS).",
         show_default=False,
     ),
-    scoring_job_id: str | None = typer.Option(None, "--scoring-job-id"),
+    scoring_job_id: str | None = typer.Option(
+        None, "--scoring-job-id", help="scoringJobId of the sample score event."
+    ),
+    webhook_id: str | None = typer.Option(
+        None, "--webhook-id", help="X-Webhook-Id to send (default: a new wh_test_… id)."
+    ),
+    repeat: int = typer.Option(
+        1, "--repeat", min=1, max=100, help="Send N times with one X-Webhook-Id (see duplicate)."
+    ),
     legacy_header: bool = typer.Option(False, "--legacy-header", help="Use X-Nova-Signature."),
     construction: str = typer.Option(
         "body", "--construction", help="Signed message: body, timestamp.body, id.timestamp.body."
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Sign one event like Nova does and POST it to URL; exit 0 on a 2xx answer."""
+    """Sign an event like Nova does and POST it to URL; exit 0 when every answer is 2xx.
+
+    Sample events are marked as test data (tenant nova-sink-test): the receiver stores them,
+    and reconcile never asks Nova about them. Prints, per send, the status, the receiver's
+    answer and the ids sent (--json: one JSON line per send).
+
+    \b
+    Examples:
+      nova-sink send-test-webhook http://127.0.0.1:8000/webhooks/nova
+      nova-sink send-test-webhook URL --event score.completed --repeat 2
+      nova-sink send-test-webhook URL --data examples/score-completed.json
+    """
     import uuid
 
     import httpx
@@ -98,64 +129,126 @@ def send_test_webhook(
     from receiver.signatures import CONSTRUCTIONS, sign
 
     if event not in EVENTS:
-        fail(f"--event must be one of {', '.join(EVENTS)}")
+        usage_error(f"--event must be one of {', '.join(EVENTS)}")
     if construction not in CONSTRUCTIONS:
-        fail(f"--construction must be one of {', '.join(CONSTRUCTIONS)}")
+        usage_error(f"--construction must be one of {', '.join(CONSTRUCTIONS)}")
     key = secret or settings().webhook_secrets()[0]
     now = utcnow()
-    body = json.dumps(sample_event(event, now=now, scoring_job_id=scoring_job_id)).encode()
-    headers = sign(
-        key,
-        body,
-        construction=construction,
-        legacy_header=legacy_header,
-        webhook_id=f"wh_test_{uuid.uuid4().hex}",
-        timestamp=now,
-        event_header="test" if event == "test" else event.upper().replace(".", "_"),
-    )
-    try:
-        response = httpx.post(url, content=body, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        fail(f"could not reach {url}: {exc}")
-    result = {"status_code": response.status_code, "body": response.text[:2000]}
-    if as_json:
-        print_json(result)
+    if data is not None:
+        try:
+            body = data.read_bytes()
+        except OSError as exc:
+            usage_error(f"--data: cannot read {data}: {exc.strerror or exc}")
+        payload = _loads(body)
+        event = str(payload.get("event") or event)
     else:
-        typer.echo(f"{response.status_code} {response.text[:2000]}")
-    if not response.is_success:
+        payload = sample_event(event, now=now, scoring_job_id=scoring_job_id)
+        body = json.dumps(payload).encode()
+    sent_id = webhook_id or f"wh_test_{uuid.uuid4().hex}"
+    ids = {k: payload[k] for k in ("scoringJobId", "batchId") if isinstance(payload.get(k), str)}
+    failed = False
+    for _ in range(repeat):
+        headers = sign(
+            key,
+            body,
+            construction=construction,
+            legacy_header=legacy_header,
+            webhook_id=sent_id,
+            timestamp=utcnow(),
+            event_header="test" if event == "test" else event.upper().replace(".", "_"),
+        )
+        try:
+            response = httpx.post(url, content=body, headers=headers, timeout=30)
+        except httpx.HTTPError as exc:
+            fail(f"could not reach {url}: {exc}")
+        failed = failed or not response.is_success
+        answer = response.text[:2000]
+        if as_json:
+            record = {"status_code": response.status_code, "body": answer, "event": event}
+            print_json({**record, "webhook_id": sent_id, **ids}, compact=True)
+        else:
+            sent = " ".join([event, *ids.values(), f"X-Webhook-Id {sent_id}"])
+            echo_plain(f"{response.status_code} {answer}  ({sent})")
+    if failed:
         raise typer.Exit(1)
+
+
+def _loads(body: bytes) -> dict[str, Any]:
+    """The JSON object of a ``--data`` body, or {} for anything else (sent as it is)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def purge(
     older_than: str = typer.Option(..., "--older-than", help="Age such as 90d, 12h."),
+    include_unparsed: bool = typer.Option(
+        False,
+        "--include-unparsed",
+        help="Also drop bodies stored unparsed (their only copy: no replay afterwards).",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Drop raw delivery bodies older than the given age (the rows and results stay)."""
-    age = parse_age(older_than)
+    """Drop raw delivery bodies older than the given age (the rows and results stay).
+
+    Bodies of deliveries stored unparsed are kept unless --include-unparsed: they are the
+    only copy of what Nova sent, for `deliveries replay` after an upgrade.
+
+    \b
+    Examples:
+      nova-sink purge --older-than 90d --dry-run
+      nova-sink purge --older-than 90d --yes
+    """
+    age = parse_age(older_than, option="--older-than")
+    if not (yes or dry_run) and not typer.confirm(
+        f"Drop raw delivery bodies older than {older_than}?", err=True
+    ):
+        fail("nothing purged", EXIT_FAILURE)
     now = utcnow()
-    with store_for(settings(), write=True) as store:
-        purged = store.purge_bodies(older_than=now - age, now=now)
+    with store_for(settings(), write=True, commit=not dry_run) as store:
+        purged = store.purge_bodies(
+            older_than=now - age, now=now, include_unparsed=include_unparsed
+        )
     if as_json:
-        print_json({"purged": purged})
+        print_json({"purged": purged, "dry_run": dry_run})
+    elif dry_run:
+        typer.echo(f"dry run: would purge {purged} raw bodies older than {older_than}")
     else:
         typer.echo(f"purged {purged} raw bodies older than {older_than}")
 
 
 def erase(
     application_id: str = typer.Option(..., "--application-id", help="Nova applicationId."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; change nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Remove every trace of one candidate (results, deliveries, rejections)."""
-    if not yes and not typer.confirm(f"Erase every record of application {application_id}?"):
-        raise typer.Exit(1)
-    with store_for(settings(), write=True) as store:
-        removed = store.erase_application(application_id)
+    """Remove every trace of one candidate (results, deliveries, rejections).
+
+    A tombstone keeps the application id (nothing else), so that reconcile never imports
+    the candidate again from Nova.
+
+    \b
+    Examples:
+      nova-sink erase --application-id app-042 --dry-run
+      nova-sink erase --application-id app-042 --yes
+    """
+    if not (yes or dry_run) and not typer.confirm(
+        f"Erase every record of application {neutralise(application_id)}?", err=True
+    ):
+        fail("nothing erased", EXIT_FAILURE)
+    with store_for(settings(), write=True, commit=not dry_run) as store:
+        removed = store.erase_application(application_id, now=utcnow())
     if as_json:
-        print_json(removed)
-    else:
-        parts = ", ".join(f"{table}: {count}" for table, count in removed.items())
-        typer.echo(f"erased application {application_id} ({parts})")
+        print_json({**removed, "dry_run": dry_run})
+        return
+    parts = ", ".join(f"{table}: {count}" for table, count in removed.items())
+    verb = "dry run: would erase" if dry_run else "erased"
+    echo_plain(f"{verb} application {application_id} ({parts})")
 
 
 def token_create(
@@ -170,18 +263,24 @@ def token_create(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a bearer token for the read API (GET /api/...), or with --ui a dashboard
-    sign-in link: nova-sink token create --ui --ttl 8h --url https://sink.example.com"""
+    sign-in link.
+
+    \b
+    Examples:
+      nova-sink token create --ttl 30d
+      nova-sink token create --ui --ttl 8h --url https://sink.example.com
+    """
     from receiver.tokens import create_token
 
     if ui:
         _ui_link(parse_age(ttl), url, as_json=as_json)
         return
     key = settings().read_token_key()
-    lifetime = parse_age(ttl)
+    lifetime = parse_age(ttl, option="--ttl")
     try:
         token = create_token(key, scope=scope, ttl=lifetime)
     except ValueError as exc:
-        fail(str(exc))
+        usage_error(str(exc))
     expires = (utcnow() + lifetime).isoformat(timespec="seconds").replace("+00:00", "Z")
     if as_json:
         print_json({"token": token, "scope": scope, "expires_at": expires})

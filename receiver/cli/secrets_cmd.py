@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from receiver.cli.common import JSON_OPTION, fail, print_json, print_table, settings, store_for
+from receiver.cli.common import JSON_OPTION, fail, settings, store_for
+from receiver.cli.output import print_json, print_table
 from receiver.rows import json_row
 
 secrets_app = typer.Typer(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from receiver.cli.common import JSON_OPTION, open_engine, print_json, settings
+from receiver.cli.common import JSON_OPTION, open_engine, settings
+from receiver.cli.output import print_json
 
-db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database schema: migrate and inspect.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,37 +33,55 @@ def serve(
     """Run the webhook receiver (POST /webhooks/nova, /healthz, /readyz, /metrics, /api).
 
     Request heads are bounded by --max-header-bytes, bodies by WEBHOOK_MAX_BODY_BYTES.
-
     Behind a reverse proxy, set its limits too (README, "Deploying").
 
-    Example: nova-sink serve --host 0.0.0.0 --port 8000 --workers 2
+    Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, in-flight requests drained);
+    2 on a configuration error or a PostgreSQL schema that is not current; 3 when a worker
+    cannot start (uvicorn's code, e.g. the port is taken).
+
+    \b
+    Examples:
+      nova-sink serve
+      nova-sink serve --host 0.0.0.0 --port 8000 --workers 2
     """
+    import os
+
     import uvicorn
 
     from receiver.logs import uvicorn_log_config
+    from receiver.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_multiprocess_dir
 
     cfg = settings()
     cfg.webhook_secrets()  # fail fast, with exit code 2, before binding a port
     # A SQLite file is migrated here; PostgreSQL must be at the current schema already.
     open_engine(cfg, create=True).dispose()
-    uvicorn.run(
-        "receiver.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        http=_http_protocol(),
-        # One limit for both parsers: h11 enforces it itself, httptools through our guard.
-        h11_max_incomplete_event_size=max_header_bytes,
-        timeout_graceful_shutdown=graceful_timeout,
-        # Idle keep-alive connections count against concurrency; Nova opens a new one anyway.
-        timeout_keep_alive=5,
-        access_log=False,
-        server_header=False,
-        # uvicorn's own lines (the supervisor's too) in the same format as ours.
-        log_config=uvicorn_log_config(cfg.resolved_log_format(), cfg.log_level),
-        log_level=cfg.log_level,
-    )
+    metrics_dir, created = None, False
+    if workers > 1 or os.environ.get(MULTIPROC_ENV):
+        # Several processes: metrics live in files the workers share (set before they start).
+        metrics_dir, created = prepare_multiprocess_dir(os.environ.get(MULTIPROC_ENV))
+        os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    try:
+        uvicorn.run(
+            "receiver.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            http=_http_protocol(),
+            # One limit for both parsers: h11 enforces it itself, httptools through our guard.
+            h11_max_incomplete_event_size=max_header_bytes,
+            timeout_graceful_shutdown=graceful_timeout,
+            # Idle keep-alive connections count against concurrency; Nova opens a new one.
+            timeout_keep_alive=5,
+            access_log=False,
+            server_header=False,
+            # uvicorn's own lines (the supervisor's too) in the same format as ours.
+            log_config=uvicorn_log_config(cfg.resolved_log_format(), cfg.log_level),
+            log_level=cfg.log_level,
+        )
+    finally:
+        if metrics_dir is not None and created:
+            remove_multiprocess_dir(metrics_dir)
 
 
 def _http_protocol() -> str:
@@ -76,7 +97,12 @@ def _http_protocol() -> str:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or migrate the schema to the version this release needs."""
+    """Create or migrate the schema to the version this release needs.
+
+    \b
+    Example:
+      DATABASE_URL=postgresql://nova@db/nova nova-sink db upgrade
+    """
     from storage import schema
     from storage.db import make_engine
 
@@ -95,16 +121,27 @@ def db_upgrade() -> None:
 
 @db_app.command("current")
 def db_current(as_json: bool = JSON_OPTION) -> None:
-    """Show the schema revision of the database and the one this release needs."""
+    """Show the schema revision of the database and the one this release needs.
+
+    Read-only: exit 0 when current, 1 otherwise (a missing SQLite file is not created).
+
+    \b
+    Example:
+      nova-sink db current --json
+    """
     from storage import schema
-    from storage.db import make_engine
+    from storage.db import make_engine, sqlite_path
 
     cfg = settings()
-    engine = make_engine(cfg.database_url, synchronous=cfg.sqlite_synchronous)
-    try:
-        current = schema.current(engine)
-    finally:
-        engine.dispose()
+    path = sqlite_path(cfg.database_url)
+    current = None
+    # Read-only: a SQLite file that does not exist is reported, never created.
+    if path is None or path.exists():
+        engine = make_engine(cfg.database_url, synchronous=cfg.sqlite_synchronous)
+        try:
+            current = schema.current(engine)
+        finally:
+            engine.dispose()
     state = {"current": current, "head": schema.HEAD, "up_to_date": current == schema.HEAD}
     if as_json:
         print_json(state)

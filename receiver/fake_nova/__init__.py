@@ -9,11 +9,12 @@ Used by ``nova-sink demo``, ``nova-sink fake-nova``, the tests and the benchmark
 """
 
 from receiver.fake_nova.config import FakeNovaConfig, StatusCase
-from receiver.fake_nova.delivery import Delivery, DeliveryStats, WebhookDeliverer
+from receiver.fake_nova.delivery import Attempt, Delivery, DeliveryStats, WebhookDeliverer
 from receiver.fake_nova.emulator import FakeNova, create_fake_nova, run_fake_nova
 from receiver.fake_nova.state import FakeBatch, FakeJob, FakeNovaState, Rejection, iso
 
 __all__ = [
+    "Attempt",
     "Delivery",
     "DeliveryStats",
     "FakeBatch",

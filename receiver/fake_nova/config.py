@@ -22,6 +22,10 @@ class FakeNovaConfig:
     # -- API --------------------------------------------------------------------------------
     api_key: str | None = None  # None: any ``sk_test_…`` / ``sk_live_…`` key is accepted
     seed: int = 0
+    # Mixed into the id generator only: a fresh salt per server start gives new batch and
+    # scoring job ids (a restart must not reuse ids a receiver's database already holds),
+    # while scores and faults stay those of ``seed``.
+    id_salt: str = ""
     status_case: StatusCase = "lower"
     score_delay: float = 0.0  # seconds from queueing to a terminal status (0: at once)
     failure_rate: float = 0.1  # fraction of accepted applications whose scoring fails

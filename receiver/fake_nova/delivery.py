@@ -44,6 +44,19 @@ class DeliveryStats:
     failed: int = 0  # deliveries that exhausted their attempts
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One HTTP attempt of a delivery, as ``fake-nova`` prints it."""
+
+    delivery: Delivery
+    status: int  # 0: no answer (refused, timeout)
+    outcome: str | None  # the receiver's ``{"status": …}`` (applied, duplicate…), if any
+    ms: float
+
+
+OnAttempt = Callable[[Attempt], None]
+
+
 @dataclass
 class Delivery:
     """One webhook delivery: fixed id and body; a new timestamp and signature per attempt."""
@@ -68,8 +81,10 @@ class WebhookDeliverer:
         http: httpx.AsyncClient | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_attempt: OnAttempt | None = None,
     ) -> None:
         self.state = state
+        self.on_attempt = on_attempt
         self.config = config
         self._http = http
         self._owns_http = http is None
@@ -150,14 +165,21 @@ class WebhookDeliverer:
         assert self.config.deliver_to is not None
         delivery.attempts += 1
         self.stats.attempts += 1
+        started = time.perf_counter()
+        outcome: str | None = None
         try:
             response = await self._client().post(
                 self.config.deliver_to, content=delivery.body, headers=self._headers(delivery)
             )
             status = response.status_code
+            if self.on_attempt is not None:
+                outcome = _answered_status(response)
         except (httpx.HTTPError, httpx.InvalidURL):
             status = 0  # like a timeout or refused connection: retried, then given up
         delivery.statuses.append(status)
+        if self.on_attempt is not None:
+            ms = (time.perf_counter() - started) * 1000
+            self.on_attempt(Attempt(delivery, status, outcome, ms))
         if 200 <= status < 300:
             self.stats.delivered += 1
             self.sent.append(delivery)
@@ -199,3 +221,13 @@ class WebhookDeliverer:
         while True:
             await self.deliver_pending()
             await self._sleep(poll)
+
+
+def _answered_status(response: httpx.Response) -> str | None:
+    """The ``status`` field of the receiver's JSON answer (nova-sink's), if it has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    value = body.get("status") if isinstance(body, dict) else None
+    return value if isinstance(value, str) else None

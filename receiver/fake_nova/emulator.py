@@ -23,7 +23,7 @@ from starlette.routing import Route
 from receiver.fake_nova import shapes
 from receiver.fake_nova.app import FakeNovaApi, build_app
 from receiver.fake_nova.config import FakeNovaConfig
-from receiver.fake_nova.delivery import DeliveryStats, WebhookDeliverer
+from receiver.fake_nova.delivery import DeliveryStats, OnAttempt, WebhookDeliverer
 from receiver.fake_nova.faults import ApiFaults
 from receiver.fake_nova.state import Clock, FakeNovaState
 
@@ -44,12 +44,13 @@ class FakeNova:
         http: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         background_delivery: bool = True,
+        on_attempt: OnAttempt | None = None,
     ) -> None:
         self.config = config
         self.state = FakeNovaState(config, clock)
         self.faults = ApiFaults(config, monotonic=monotonic)
         self.deliverer = WebhookDeliverer(
-            self.state, config, http=http, monotonic=monotonic, sleep=sleep
+            self.state, config, http=http, monotonic=monotonic, sleep=sleep, on_attempt=on_attempt
         )
         self.api = FakeNovaApi(self.state, self.faults)
         self._background = background_delivery and config.deliver_to is not None
@@ -115,8 +116,10 @@ def create_fake_nova(
     http: httpx.AsyncClient | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     background_delivery: bool = True,
+    on_attempt: OnAttempt | None = None,
 ) -> FakeNova:
-    """Build a fake Nova. ``http`` delivers the webhooks (tests: an ASGITransport client)."""
+    """Build a fake Nova. ``http`` delivers the webhooks (tests: an ASGITransport client);
+    ``on_attempt`` hears of every delivery attempt (``fake-nova`` prints them)."""
     return FakeNova(
         config,
         clock=clock,
@@ -124,16 +127,22 @@ def create_fake_nova(
         http=http,
         sleep=sleep,
         background_delivery=background_delivery,
+        on_attempt=on_attempt,
     )
 
 
 def run_fake_nova(
-    config: FakeNovaConfig, host: str = "127.0.0.1", port: int = 8787, *, log_level: str = "info"
+    config: FakeNovaConfig,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    *,
+    log_level: str = "info",
+    on_attempt: OnAttempt | None = None,
 ) -> None:
     """Serve fake Nova with uvicorn until interrupted (the ``fake-nova`` command)."""
     import uvicorn  # lazy: only the server mode needs it
 
-    fake = create_fake_nova(config)
+    fake = create_fake_nova(config, on_attempt=on_attempt)
     server = uvicorn.Server(
         uvicorn.Config(
             fake.app,

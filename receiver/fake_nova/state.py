@@ -138,7 +138,7 @@ class FakeNovaState:
     def __init__(self, config: FakeNovaConfig, clock: Clock) -> None:
         self.config = config
         self.clock = clock
-        self._ids = random.Random(f"ids:{config.seed}")  # noqa: S311 -- seeded on purpose: reproducible fakes, not secrets
+        self._ids = random.Random(f"ids:{config.seed}{config.id_salt}")  # noqa: S311 -- seeded on purpose: reproducible fakes, not secrets
         self.batches: dict[str, FakeBatch] = {}
         self.jobs: dict[str, FakeJob] = {}
         self._idempotency: dict[tuple[str, str, frozenset[str]], str] = {}

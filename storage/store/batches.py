@@ -16,6 +16,11 @@ from storage.records import (
 from storage.store._base import StoreBase
 from storage.store.tables import BATCHES, REJECTED, b, j, r
 
+UNREACHABLE = "unreachable"  # a batch Nova answered 404 for, run after run
+UNREACHABLE_AFTER = 3  # consecutive reconcile runs with a 404 before a batch is given up
+# Tenant of the events ``nova-sink send-test-webhook`` signs: test data, never reconciled.
+TEST_TENANT = "nova-sink-test"
+
 
 class BatchQueries(StoreBase):
     def track_batch(self, state: BatchState, *, now: datetime) -> bool:
@@ -40,12 +45,37 @@ class BatchQueries(StoreBase):
             "status": sa.case((keep_terminal, b.status), else_=ex.status),
             "nova_status": sa.case((keep_terminal, b.nova_status), else_=ex.nova_status),
             "due": ex.due,
+            "not_found_count": 0,  # Nova answered for it
         }
         for column in ("total_jobs", "completed_jobs", "failed_jobs", "created_at", "completed_at"):
             set_[column] = sa.func.coalesce(ex[column], b[column])
         if reconciled:
             set_["last_reconciled_at"] = now
         self.conn.execute(stmt.on_conflict_do_update(index_elements=["batch_id"], set_=set_))
+
+    def record_not_found(self, batch_id: str, *, now: datetime) -> bool:
+        """Count one more run that Nova answered 404 for this batch; True when that made it
+        ``unreachable`` (no longer reconciled, no longer a gap, shown in ``batches list``)."""
+        count: int | None = self.conn.execute(
+            sa.update(BATCHES)
+            .where(b.batch_id == batch_id)
+            .values(not_found_count=b.not_found_count + 1, last_reconciled_at=now)
+            .returning(b.not_found_count)
+        ).scalar_one_or_none()
+        if count is None or count < UNREACHABLE_AFTER:
+            return False
+        self.conn.execute(
+            sa.update(BATCHES)
+            .where(b.batch_id == batch_id, b.status != UNREACHABLE)
+            .values(status=UNREACHABLE, due=False)
+        )
+        return bool(count == UNREACHABLE_AFTER)
+
+    def untrack_batch(self, batch_id: str) -> bool:
+        """Stop tracking a batch (its results stay); False when it was not tracked."""
+        self.conn.execute(sa.delete(REJECTED).where(r.batch_id == batch_id))
+        deleted = self.conn.execute(sa.delete(BATCHES).where(b.batch_id == batch_id))
+        return bool(deleted.rowcount)
 
     def get_batch(self, batch_id: str) -> RowMapping | None:
         return (
@@ -77,6 +107,10 @@ class BatchQueries(StoreBase):
         if batch_id is not None:
             query = query.where(b.batch_id == batch_id)
         else:
+            # Given up on (404s) or test data: only named with --batch are they fetched.
+            query = query.where(
+                b.status != UNREACHABLE, sa.func.coalesce(b.tenant_id, "") != TEST_TENANT
+            )
             expected = sa.func.coalesce(b.completed_jobs, 0) + sa.func.coalesce(b.failed_jobs, 0)
             query = query.where(
                 sa.or_(

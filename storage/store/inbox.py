@@ -48,22 +48,30 @@ class InboxQueries(StoreBase):
         self,
         delivery_id: int,
         *,
-        outcome: str,
+        replay_outcome: str,
+        replayed_at: datetime,
         event: str | None,
         scoring_job_id: str | None,
         batch_id: str | None,
     ) -> None:
-        """Record what a replay made of a stored delivery."""
+        """Record what a replay made of a stored delivery; its original ``outcome`` (what
+        Nova was answered) stays. Ids found by the newer parser fill the empty ones."""
         values = {
-            "outcome": outcome,
-            "event": event,
-            "scoring_job_id": scoring_job_id,
-            "batch_id": batch_id,
+            "replay_outcome": replay_outcome,
+            "replayed_at": replayed_at,
+            "event": sa.func.coalesce(d.event, event),
+            "scoring_job_id": sa.func.coalesce(d.scoring_job_id, scoring_job_id),
+            "batch_id": sa.func.coalesce(d.batch_id, batch_id),
         }
         self.conn.execute(sa.update(DELIVERIES).where(d.id == delivery_id).values(values))
 
     def unparsed_delivery_ids(self) -> list[int]:
-        query = sa.select(d.id).where(d.outcome == "stored-unparsed", d.raw_body.is_not(None))
+        """Deliveries stored unparsed that no replay has parsed yet, with their body."""
+        query = sa.select(d.id).where(
+            d.outcome == "stored-unparsed",
+            d.raw_body.is_not(None),
+            sa.or_(d.replay_outcome.is_(None), d.replay_outcome == "stored-unparsed"),
+        )
         return [int(i) for i in self.conn.execute(query.order_by(d.id)).scalars()]
 
     def get_delivery(self, key: str) -> RowMapping | None:
@@ -80,9 +88,12 @@ class InboxQueries(StoreBase):
         event: str | None = None,
         outcome: str | None = None,
         scoring_job_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_id: int | None = None,
         limit: int | None = 50,
     ) -> list[RowMapping]:
-        """Newest first, without the raw bodies."""
+        """Newest first, without the raw bodies; ``after_id`` for following new arrivals."""
         columns = [c for c in DELIVERIES.c if c.name != "raw_body"]
         query = sa.select(*columns).order_by(d.id.desc()).limit(limit)
         if event is not None:
@@ -91,6 +102,12 @@ class InboxQueries(StoreBase):
             query = query.where(d.outcome == outcome)
         if scoring_job_id is not None:
             query = query.where(d.scoring_job_id == scoring_job_id)
+        if since is not None:
+            query = query.where(d.received_at >= since)
+        if until is not None:
+            query = query.where(d.received_at < until)
+        if after_id is not None:
+            query = query.where(d.id > after_id)
         return list(self.conn.execute(query).mappings())
 
     def last_delivery_by_fingerprint(self) -> dict[str, datetime]:

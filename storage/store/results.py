@@ -50,6 +50,7 @@ class ResultFilter:
     application_id: str | None = None
     status: str | None = None
     since: datetime | None = None
+    until: datetime | None = None  # updated before (exclusive)
 
 
 class ResultQueries(StoreBase):
@@ -81,7 +82,9 @@ class ResultQueries(StoreBase):
         if outcome is Outcome.APPLIED:
             updates["source"] = source
         changed = bool(updates)
-        if changed:
+        if changed and outcome is Outcome.APPLIED:
+            # Only a new state of the result moves it in "newest first" and ``since=``;
+            # filling fields a webhook lacked (batch id, queue times) does not.
             updates["updated_at"] = now
         if delivered:
             updates["delivery_count"] = j.delivery_count + 1
@@ -158,6 +161,8 @@ class ResultQueries(StoreBase):
             query = query.where(j.status == flt.status)
         if flt.since is not None:
             query = query.where(j.updated_at >= flt.since)
+        if flt.until is not None:
+            query = query.where(j.updated_at < flt.until)
         return query
 
     def list_results(self, flt: ResultFilter, *, limit: int | None = 50) -> list[RowMapping]:

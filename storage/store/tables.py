@@ -8,6 +8,7 @@ from storage.models import (
     Batch,
     ChangeCounter,
     Delivery,
+    ErasedApplication,
     Lease,
     ReconcileRun,
     RejectedApplicationRow,
@@ -23,4 +24,5 @@ RUNS: sa.Table = ReconcileRun.__table__  # type: ignore[attr-defined]
 LEASES: sa.Table = Lease.__table__  # type: ignore[attr-defined]
 CHANGES: sa.Table = ResultChangeRow.__table__  # type: ignore[attr-defined]
 COUNTER: sa.Table = ChangeCounter.__table__  # type: ignore[attr-defined]
+ERASED: sa.Table = ErasedApplication.__table__  # type: ignore[attr-defined]
 j, b, r, d = JOBS.c, BATCHES.c, REJECTED.c, DELIVERIES.c

@@ -4,7 +4,7 @@ Existing results are numbered as creations, oldest first, so that a consumer sta
 from the beginning of the feed sees every stored result.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-29
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import storage.models
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -39,7 +39,7 @@ from _common import (
 )
 from _dashboard_data import BATCH_SIZE, SECRET, database, populate
 
-from receiver.demo import free_port
+from receiver.serving import free_port
 from receiver.ui.auth import create_login_token, login_url
 from storage.db import Engine, make_engine
 from storage.store.tables import BATCHES, DELIVERIES, JOBS

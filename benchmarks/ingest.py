@@ -48,7 +48,7 @@ from _common import (
     uvicorn_impl,
 )
 
-from receiver.demo import free_port
+from receiver.serving import free_port
 
 SECRET = "whsec_benchmark_secret_0123456789"  # noqa: S105 - a throwaway loopback secret
 PATH = "/webhooks/nova"

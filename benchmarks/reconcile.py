@@ -36,7 +36,7 @@ from _common import (
     uvicorn_impl,
 )
 
-from receiver.demo import free_port
+from receiver.serving import free_port
 
 TENANT = "tenant-bench"
 API_KEY = "sk_test_bench"

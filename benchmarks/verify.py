@@ -249,7 +249,7 @@ async def forge(base_url: str, streams: int, seconds: float) -> int:
 
 def measure(tree: Path, workdir: Path, seconds: float, streams: int, env: dict[str, str]) -> Any:
     """One server, one quiet phase, one phase under forged load."""
-    from receiver.demo import free_port
+    from receiver.serving import free_port
 
     port = free_port()
     server = start_receiver(tree, workdir, port, **env)

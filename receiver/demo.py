@@ -9,16 +9,12 @@ local store is compared with fake Nova's truth, field by field.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 from receiver.app import create_app
 from receiver.convergence import Comparison, compare
@@ -26,6 +22,7 @@ from receiver.fake_nova import FakeNovaConfig, create_fake_nova
 from receiver.fake_nova.delivery import DeliveryStats
 from receiver.nova import NovaClient, build_http_client
 from receiver.reconcile import Reconciler, Summary
+from receiver.serving import free_port, serving
 from receiver.settings import Settings
 from receiver.submit import submit_batches
 from storage import schema
@@ -39,14 +36,6 @@ JOB_DESCRIPTION = (
     "Senior Backend Engineer: Python, PostgreSQL, distributed systems; owns webhook "
     "ingestion and reconciliation pipelines end to end."
 )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def sample_applications(count: int, *, rejected: int = 2) -> list[dict[str, Any]]:
@@ -75,23 +64,6 @@ class DemoResult:
     stored_by_webhooks: int
     summary: Summary
     comparison: Comparison
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any, port: int) -> AsyncIterator[None]:
-    """Run ``app`` under uvicorn on 127.0.0.1:``port`` for the duration of the block."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # raises the start-up error
-        await asyncio.sleep(0.01)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await task
 
 
 def _count_results(engine: Engine) -> int:

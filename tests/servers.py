@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from receiver.demo import free_port
+from receiver.serving import free_port
 from receiver.signatures import sign
 from storage import schema
 from storage.db import make_engine

@@ -29,8 +29,8 @@ from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
 from receiver.app import create_app
-from receiver.demo import serving
 from receiver.fake_nova import FakeNova, FakeNovaConfig, create_fake_nova
+from receiver.serving import serving
 from receiver.settings import Settings
 from receiver.signatures import fingerprint
 from storage.db import make_engine, transaction

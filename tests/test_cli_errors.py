@@ -18,9 +18,9 @@ import pytest
 import stamina
 import structlog
 
-from receiver.demo import free_port, serving
 from receiver.fake_nova import create_fake_nova
 from receiver.fake_nova.config import FakeNovaConfig
+from receiver.serving import free_port, serving
 from storage.db import make_engine, transaction
 from tests.cli_inproc import InProcessCli, Ran, default_env
 from tests.servers import migrated_database

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
 from receiver.cli.output import print_table
-from receiver.demo import free_port, serving
+from receiver.serving import free_port, serving
 from receiver.settings import Settings
 from receiver.signatures import fingerprint
 from storage.db import make_engine, transaction

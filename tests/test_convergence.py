@@ -18,10 +18,10 @@ from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
 from receiver.convergence import compare
-from receiver.demo import serving
 from receiver.fake_nova import FakeNovaConfig, create_fake_nova
 from receiver.nova import NovaClient
 from receiver.reconcile import Reconciler
+from receiver.serving import serving
 from receiver.settings import Settings
 from receiver.submit import submit_batches
 from storage.db import transaction

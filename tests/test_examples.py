@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from receiver.demo import free_port, serving
 from receiver.fake_nova import create_fake_nova
 from receiver.fake_nova.config import FakeNovaConfig
+from receiver.serving import free_port, serving
 from tests.cli_inproc import InProcessCli, default_env
 from tests.servers import migrated_database
 

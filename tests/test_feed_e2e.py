@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
-from receiver.demo import free_port, serving
 from receiver.fake_nova import FakeNovaConfig, create_fake_nova
 from receiver.nova import NovaClient
 from receiver.reconcile import Reconciler
+from receiver.serving import free_port, serving
 from receiver.settings import Settings
 from receiver.submit import submit_batches
 from receiver.tokens import create_token

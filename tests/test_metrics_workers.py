@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from receiver.demo import free_port
 from receiver.metrics import prepare_multiprocess_dir
+from receiver.serving import free_port
 from tests.servers import SECRET, Server, migrated_database, score_completed, server_env
 
 NOVA_SINK = Path(sys.executable).parent / "nova-sink"

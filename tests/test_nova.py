@@ -15,7 +15,7 @@ import stamina
 
 from receiver.errors import NovaApiError, NovaHttpError, NovaResponseError, NovaTransportError
 from receiver.nova import NovaClient, UnsafeIdError, normalize_status, parse_retry_after
-from receiver.ratelimit import TokenBucket
+from receiver.nova.ratelimit import TokenBucket
 from tests.fake_nova_helpers import (
     API_KEY,
     TENANT,

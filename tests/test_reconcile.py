@@ -21,10 +21,10 @@ import stamina
 from sqlalchemy.engine import Engine
 
 from receiver.convergence import COMPARED_FIELDS, LEGACY_FIELDS, Comparison, compare
-from receiver.demo import serving
 from receiver.fake_nova import FakeBatch, FakeNova, FakeNovaConfig, create_fake_nova
 from receiver.nova import LegacyJobRef, NovaClient
 from receiver.reconcile import LEASE_NAME, Reconciler, Summary, batch_settled, plan_legacy_fetches
+from receiver.serving import serving
 from receiver.submit import submit_batches
 from storage.db import transaction
 from storage.errors import LeaseHeld

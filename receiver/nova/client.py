@@ -2,7 +2,7 @@
 
 ``NovaClient`` wraps an injected ``httpx.AsyncClient`` (production: ``build_http_client``;
 tests: the fake Nova through ``httpx.ASGITransport``). Every answer is validated against the
-shapes in ``receiver.nova_schema`` (pure) and converted there to values of ``storage.records``;
+shapes in ``receiver.nova.schema`` (pure) and converted there to values of ``storage.records``;
 anything else raises from the ``NovaApiError`` tree:
 
 - ``NovaTransportError``  no usable answer: connection, timeout (after the retries);
@@ -33,7 +33,8 @@ import stamina
 
 from receiver.errors import NovaApiError, NovaHttpError, NovaResponseError, NovaTransportError
 from receiver.events import normalize_status
-from receiver.nova_schema import (
+from receiver.nova.ratelimit import TokenBucket
+from receiver.nova.schema import (
     BatchBody,
     CreatedBody,
     JobBody,
@@ -47,7 +48,6 @@ from receiver.nova_schema import (
     rejected_applications,
     scoring_result,
 )
-from receiver.ratelimit import TokenBucket
 from receiver.values import is_ascii_digits, is_plain_segment
 from storage.records import BatchState, RejectedApplication, ScoringResult, Status
 

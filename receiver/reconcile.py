@@ -23,7 +23,7 @@ from receiver.errors import NovaApiError, NovaHttpError, NovaSinkError
 from receiver.nova import LegacyJobRef, NovaClient
 from storage.db import Engine, transaction
 from storage.errors import LeaseHeld
-from storage.records import Api, BatchState, RejectedApplication, ScoringResult
+from storage.records import Api, BatchState, RejectedApplication, ScoringResult, batch_settled
 from storage.store import ResultChange, Store, feed_change
 
 _T = TypeVar("_T")
@@ -87,15 +87,6 @@ def plan_legacy_fetches(
         for ref in refs
         if ref.status != "pending" and local_status.get(ref.scoring_job_id) != ref.status
     ]
-
-
-def batch_settled(batch: BatchState, local_terminal: int) -> bool:
-    """Whether a batch needs no further reconciliation: terminal at Nova, and we hold a
-    terminal result for every job Nova counts as finished."""
-    if batch.status == "pending":
-        return False
-    expected = (batch.completed_jobs or 0) + (batch.failed_jobs or 0)
-    return local_terminal >= expected
 
 
 # ---- the run ----------------------------------------------------------------------------
@@ -276,7 +267,7 @@ class Reconciler:
             state = fetched.batch
             if not state.job_id:
                 state = replace(state, job_id=fetched.target.job_id)
-            settled = batch_settled(state, terminal)
+            settled = batch_settled(state.status, state.completed_jobs, state.failed_jobs, terminal)
             store.update_batch(state, now=now, due=not settled, reconciled=True)
             self._renew(store, now)
             store.log_changes(written.feed, now=now)  # last: it takes the feed's counter lock

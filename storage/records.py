@@ -161,6 +161,27 @@ class BatchState:
     completed_at: datetime | None = None
 
 
+# A batch status of ours, beside Nova's: Nova answered 404 for it run after run, and
+# reconcile stopped asking (``nova-sink batches untrack`` or ``reconcile --batch`` revive it).
+UNREACHABLE = "unreachable"
+
+
+def batch_settled(
+    status: str, completed_jobs: int | None, failed_jobs: int | None, local_terminal: int
+) -> bool:
+    """Whether a batch's local copy is complete: Nova finished the batch, and we hold a
+    terminal result for every job Nova counts as finished.
+
+    The one definition of "no gap left in this batch". Reconcile clears a batch's ``due``
+    flag by it, the dashboard's convergence state reads it, and the store's SQL for
+    "batches with a gap" (``storage.store.batches.settled_clause``) says the same thing,
+    held equal to this function by a property test on both databases.
+    """
+    if status == "pending":
+        return False
+    return local_terminal >= (completed_jobs or 0) + (failed_jobs or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class RejectedApplication:
     """An application Nova refused at batch intake: no scoring job, no webhook."""

@@ -23,12 +23,12 @@ from sqlalchemy.engine import Engine
 from receiver.convergence import COMPARED_FIELDS, LEGACY_FIELDS, Comparison, compare
 from receiver.fake_nova import FakeBatch, FakeNova, FakeNovaConfig, create_fake_nova
 from receiver.nova import LegacyJobRef, NovaClient
-from receiver.reconcile import LEASE_NAME, Reconciler, Summary, batch_settled, plan_legacy_fetches
+from receiver.reconcile import LEASE_NAME, Reconciler, Summary, plan_legacy_fetches
 from receiver.serving import serving
 from receiver.submit import submit_batches
 from storage.db import transaction
 from storage.errors import LeaseHeld
-from storage.records import BatchState, ScoringResult, Status
+from storage.records import BatchState, ScoringResult, Status, batch_settled
 from tests.fake_nova_helpers import (
     API_KEY,
     TENANT,
@@ -170,10 +170,7 @@ def test_batch_is_settled_only_when_terminal_and_every_finished_job_is_held(
     status: Status, completed: int | None, failed: int | None, local_terminal: int, settled: bool
 ) -> None:
     """A batch needs no more reconciling once Nova finished it and we hold each result."""
-    batch = BatchState(
-        "b1", "job-1", status=status, completed_jobs=completed, failed_jobs=failed, total_jobs=4
-    )
-    assert batch_settled(batch, local_terminal) is settled
+    assert batch_settled(status, completed, failed, local_terminal) is settled
 
 
 # ---- a v1 batch whose webhooks never arrived --------------------------------------------------

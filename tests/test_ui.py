@@ -185,6 +185,13 @@ def test_batch_the_last_failed_run_did_not_reach_is_unreachable() -> None:
     assert views.convergence(reached, {"completed": 2}, failing) is views.Convergence.GAPS
 
 
+def test_batch_reconcile_gave_up_on_is_unreachable() -> None:
+    """Nova answered 404 for it run after run: unreachable, whatever the counts say."""
+    gave_up = batch(status="unreachable", due=False)
+    state = views.convergence(gave_up, {"completed": 2, "failed": 1}, run())
+    assert state is views.Convergence.UNREACHABLE
+
+
 # ---- numbers and bodies ------------------------------------------------------------------
 
 

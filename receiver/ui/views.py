@@ -4,8 +4,9 @@ A batch's convergence state answers "is the local copy of this batch complete?":
 
 - ``converged``: Nova finished the batch, we hold a terminal result for every job it
   counts, and no ``batch.completed`` is waiting for reconcile to confirm it;
-- ``unreachable``: the latest reconcile run reported errors and did not get to this batch
-  (it was tracked before the run and not reconciled since the run started);
+- ``unreachable``: Nova answered 404 for it run after run (reconcile gave it up), or the
+  latest reconcile run reported errors and did not get to this batch (it was tracked
+  before the run and not reconciled since the run started);
 - ``gaps``: Nova finished the batch and counts more results than we hold;
 - ``due``: still scoring at Nova, or waiting for the next reconcile to confirm it.
 """
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from storage.records import UNREACHABLE, batch_settled
 
 
 class Convergence(StrEnum):
@@ -44,14 +47,15 @@ def convergence(
     batch: Mapping[Any, Any], local: Mapping[str, int], last_run: Mapping[Any, Any] | None
 ) -> Convergence:
     """The batch's state (see the module docstring); ``local`` counts results by status."""
-    nova_done = (batch["completed_jobs"] or 0) + (batch["failed_jobs"] or 0)
     local_done = local.get("completed", 0) + local.get("failed", 0)
-    finished = batch["status"] != "pending"
-    if finished and local_done >= nova_done and not batch["due"]:
-        return Convergence.CONVERGED
-    if _missed_by(last_run, batch):
+    if batch["status"] == UNREACHABLE or _missed_by(last_run, batch):
         return Convergence.UNREACHABLE
-    if finished and local_done < nova_done:
+    settled = batch_settled(
+        batch["status"], batch["completed_jobs"], batch["failed_jobs"], local_done
+    )
+    if settled and not batch["due"]:
+        return Convergence.CONVERGED
+    if batch["status"] != "pending" and not settled:
         return Convergence.GAPS
     return Convergence.DUE
 

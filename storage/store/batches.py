@@ -10,13 +10,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from storage.records import (
+    UNREACHABLE,
     BatchState,
     RejectedApplication,
 )
 from storage.store._base import StoreBase
 from storage.store.tables import BATCHES, REJECTED, b, j, r
 
-UNREACHABLE = "unreachable"  # a batch Nova answered 404 for, run after run
 UNREACHABLE_AFTER = 3  # consecutive reconcile runs with a 404 before a batch is given up
 # Tenant of the events ``nova-sink send-test-webhook`` signs: test data, never reconciled.
 TEST_TENANT = "nova-sink-test"
@@ -90,16 +90,16 @@ class BatchQueries(StoreBase):
             query = query.where(b.status == status)
         return list(self.conn.execute(query).mappings())
 
+    def batch_is_settled(self, batch_id: str) -> bool:
+        """``storage.records.batch_settled`` for one tracked batch, from what is stored."""
+        query = sa.select(settled_clause()).where(b.batch_id == batch_id)
+        return bool(self.conn.execute(query).scalar_one())
+
     def batches_to_reconcile(
         self, *, older_than: datetime, batch_id: str | None = None
     ) -> list[RowMapping]:
         """Batches with a gap: due, not terminal, fewer local results than Nova's counts,
         or holding a pending job first seen before ``older_than``."""
-        terminal_here = (
-            sa.select(sa.func.count())
-            .where(j.batch_id == b.batch_id, j.status != "pending")
-            .scalar_subquery()
-        )
         old_pending = sa.exists().where(
             j.batch_id == b.batch_id, j.status == "pending", j.first_seen_at < older_than
         )
@@ -111,15 +111,7 @@ class BatchQueries(StoreBase):
             query = query.where(
                 b.status != UNREACHABLE, sa.func.coalesce(b.tenant_id, "") != TEST_TENANT
             )
-            expected = sa.func.coalesce(b.completed_jobs, 0) + sa.func.coalesce(b.failed_jobs, 0)
-            query = query.where(
-                sa.or_(
-                    b.due.is_(True),
-                    b.status == "pending",
-                    terminal_here < expected,
-                    old_pending,
-                )
-            )
+            query = query.where(sa.or_(b.due.is_(True), ~settled_clause(), old_pending))
         return list(self.conn.execute(query).mappings())
 
     def record_rejected(self, rejected: Iterable[RejectedApplication], *, now: datetime) -> int:
@@ -161,3 +153,15 @@ def _batch_values(state: BatchState) -> dict[str, Any]:
         "created_at": state.created_at,
         "completed_at": state.completed_at,
     }
+
+
+def settled_clause() -> sa.ColumnElement[bool]:
+    """``storage.records.batch_settled`` in SQL, for the ``batch`` row in scope: Nova
+    finished it and we hold a terminal result for every job Nova counts as finished."""
+    terminal_here = (
+        sa.select(sa.func.count())
+        .where(j.batch_id == b.batch_id, j.status != "pending")
+        .scalar_subquery()
+    )
+    expected = sa.func.coalesce(b.completed_jobs, 0) + sa.func.coalesce(b.failed_jobs, 0)
+    return sa.and_(b.status != "pending", terminal_here >= expected)

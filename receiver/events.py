@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, assert_never
 
 from receiver.errors import PayloadError
 from receiver.values import check_score, is_plain_segment, normalize_status, parse_timestamp
+from receiver.vocabulary import EventName, known_event
 from storage.records import BatchState, ScoringResult
 
 __all__ = [
@@ -271,16 +272,18 @@ def parse_event(body: bytes) -> Event:
     name = obj.get("event")
     if not isinstance(name, str):
         _fail("event is missing or not a string")
-    match name:
-        case "score.completed":
+    match known_event(name):
+        case EventName.SCORE_COMPLETED:
             return ScoreEvent(name, _score_completed(obj))
-        case "score.failed":
+        case EventName.SCORE_FAILED:
             return ScoreEvent(name, _score_failed(obj))
-        case "batch.completed":
+        case EventName.BATCH_COMPLETED:
             return BatchCompletedEvent(name, _batch_completed(obj))
-        case "test" | "webhook.test":
+        case EventName.TEST:
             return TestEvent(name, _text(obj, "message"))
-        case _:
+        case None:
             # The name goes into an indexed column: keep it only when it is a plausible one.
-            known = name and len(name) <= MAX_ID_LENGTH
-            return UnknownEvent(_storable("event", name) if known else None)
+            plausible = name and len(name) <= MAX_ID_LENGTH
+            return UnknownEvent(_storable("event", name) if plausible else None)
+        case unhandled:
+            assert_never(unhandled)

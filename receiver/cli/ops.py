@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import typer
 
@@ -20,8 +20,9 @@ from receiver.cli.common import (
     utcnow,
 )
 from receiver.cli.output import echo_plain, neutralise, print_json
+from receiver.vocabulary import EventName, known_event
 
-EVENTS = ("test", "score.completed", "score.failed", "batch.completed")
+EVENTS = tuple(EventName)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +34,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(token_app, name="token")
 
 
-def sample_event(event: str, *, now: datetime, scoring_job_id: str | None = None) -> dict[str, Any]:
+def sample_event(
+    event: EventName, *, now: datetime, scoring_job_id: str | None = None
+) -> dict[str, Any]:
     """A realistic body for ``event`` (NOVA.md §1), stamped ``now``."""
     from storage.store.batches import TEST_TENANT
 
@@ -41,42 +44,56 @@ def sample_event(event: str, *, now: datetime, scoring_job_id: str | None = None
     sj = scoring_job_id or f"sj_test_{int(now.timestamp())}"
     # Marked as test data by its tenant: reconcile never asks Nova about it.
     ids = {"tenantId": TEST_TENANT, "scoringJobId": sj, "jobId": "job-test"}
-    if event == "score.completed":
-        assessment = {
-            "verdict": "Test assessment from nova-sink send-test-webhook.",
-            "strengths": ["Sent by a human"],
-            "concerns": [],
-            "interviewFocus": ["Does the endpoint answer 200?"],
-        }
-        return {
-            "event": event,
-            **ids,
-            "applicationId": "app-test",
-            "result": {"score": 7, "assessment": assessment},
-            "completedAt": stamp,
-        }
-    if event == "score.failed":
-        error = {"code": "RESUME_FETCH_FAILED", "message": "Test failure"}
-        return {
-            **ids,
-            "event": event,
-            "applicationId": "app-test",
-            "error": error,
-            "failedAt": stamp,
-        }
-    if event == "batch.completed":
-        return {
-            "event": event,
-            "tenantId": TEST_TENANT,
-            "batchId": f"batch_test_{int(now.timestamp())}",
-            "jobId": "job-test",
-            "totalJobs": 1,
-            "completedJobs": 1,
-            "failedJobs": 0,
-            "status": "completed",
-            "completedAt": stamp,
-        }
-    return {"event": "test", "message": "Test webhook from nova-sink", "timestamp": stamp}
+    match event:
+        case EventName.SCORE_COMPLETED:
+            return _sample_completed(ids, stamp)
+        case EventName.SCORE_FAILED:
+            error = {"code": "RESUME_FETCH_FAILED", "message": "Test failure"}
+            return {
+                **ids,
+                "event": event.value,
+                "applicationId": "app-test",
+                "error": error,
+                "failedAt": stamp,
+            }
+        case EventName.BATCH_COMPLETED:
+            return {
+                "event": event.value,
+                "tenantId": TEST_TENANT,
+                "batchId": f"batch_test_{int(now.timestamp())}",
+                "jobId": "job-test",
+                "totalJobs": 1,
+                "completedJobs": 1,
+                "failedJobs": 0,
+                "status": "completed",
+                "completedAt": stamp,
+            }
+        case EventName.TEST:
+            return {"event": "test", "message": "Test webhook from nova-sink", "timestamp": stamp}
+        case unhandled:
+            assert_never(unhandled)
+
+
+def _sample_completed(ids: dict[str, Any], stamp: str) -> dict[str, Any]:
+    assessment = {
+        "verdict": "Test assessment from nova-sink send-test-webhook.",
+        "strengths": ["Sent by a human"],
+        "concerns": [],
+        "interviewFocus": ["Does the endpoint answer 200?"],
+    }
+    return {
+        "event": EventName.SCORE_COMPLETED.value,
+        **ids,
+        "applicationId": "app-test",
+        "result": {"score": 7, "assessment": assessment},
+        "completedAt": stamp,
+    }
+
+
+def _event_header(event: str) -> str:
+    """The ``X-Webhook-Event`` value for ``event`` (an unknown one spelled Nova's way)."""
+    known = known_event(event)
+    return known.header if known is not None else event.upper().replace(".", "_")
 
 
 def send_test_webhook(
@@ -128,7 +145,8 @@ def send_test_webhook(
 
     from receiver.signatures import CONSTRUCTIONS, sign
 
-    if event not in EVENTS:
+    chosen = known_event(event)
+    if chosen is None:
         usage_error(f"--event must be one of {', '.join(EVENTS)}")
     if construction not in CONSTRUCTIONS:
         usage_error(f"--construction must be one of {', '.join(CONSTRUCTIONS)}")
@@ -142,7 +160,7 @@ def send_test_webhook(
         payload = _loads(body)
         event = str(payload.get("event") or event)
     else:
-        payload = sample_event(event, now=now, scoring_job_id=scoring_job_id)
+        payload = sample_event(chosen, now=now, scoring_job_id=scoring_job_id)
         body = json.dumps(payload).encode()
     sent_id = webhook_id or f"wh_test_{uuid.uuid4().hex}"
     ids = {k: payload[k] for k in ("scoringJobId", "batchId") if isinstance(payload.get(k), str)}
@@ -155,7 +173,7 @@ def send_test_webhook(
             legacy_header=legacy_header,
             webhook_id=sent_id,
             timestamp=utcnow(),
-            event_header="test" if event == "test" else event.upper().replace(".", "_"),
+            event_header=_event_header(event),
         )
         try:
             response = httpx.post(url, content=body, headers=headers, timeout=30)

@@ -22,12 +22,7 @@ from receiver.fake_nova.config import FakeNovaConfig
 from receiver.fake_nova.shapes import batch_event, score_event
 from receiver.fake_nova.state import FakeNovaState
 from receiver.signatures import sign
-
-_EVENT_HEADERS = {
-    "score.completed": "SCORE_COMPLETED",
-    "score.failed": "SCORE_FAILED",
-    "batch.completed": "BATCH_COMPLETED",
-}
+from receiver.vocabulary import EventName
 
 
 @dataclass
@@ -158,7 +153,7 @@ class WebhookDeliverer:
             # The oldest generation sent only the signature: receivers fall back to a body hash.
             webhook_id=None if oldest else delivery.webhook_id,
             timestamp=None if oldest else self.state.now(),
-            event_header=None if oldest else _EVENT_HEADERS[delivery.event],
+            event_header=None if oldest else EventName(delivery.event).header,
         )
 
     async def _send(self, delivery: Delivery) -> None:

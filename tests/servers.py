@@ -233,8 +233,10 @@ def score_completed(
     verdict: str = "advance",
     secret: str = SECRET,
     now: datetime | None = None,
+    construction: str = "id.timestamp.body",
 ) -> SignedDelivery:
-    """A signed ``score.completed`` (newest header generation, id and timestamp signed).
+    """A signed ``score.completed`` (newest header generation, id and timestamp signed
+    unless ``construction`` says otherwise: a receiver pins one per secret).
 
     The body depends only on ``scoring_job_id``, ``score`` and ``verdict``: a re-send with a
     new ``webhook_id`` carries the same bytes, like a Portal re-send.
@@ -262,7 +264,7 @@ def score_completed(
     headers = sign(
         secret,
         body,
-        construction="id.timestamp.body",
+        construction=construction,
         webhook_id=webhook_id,
         timestamp=now or datetime.now(UTC),
         event_header="SCORE_COMPLETED",

@@ -25,12 +25,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.errors import ConfigError, PayloadError, SignatureError
 from receiver.events import Event, parse_event
-from receiver.ingest import Accepted, Writer, event_ids
+from receiver.ingest import Accepted, event_ids
 from receiver.logs import configure_logging
 from receiver.metrics import CONTENT_TYPE, Metrics
 from receiver.read_api import ReadApi
 from receiver.settings import Settings, load_settings
 from receiver.signatures import fingerprint, verify
+from receiver.writer import Writer
 from storage import schema
 from storage.db import Engine, make_engine, transaction
 from storage.errors import SchemaOutOfDate, StoreUnavailable

@@ -1,26 +1,18 @@
-"""The ingest use case: store one verified delivery, and the group-commit writer that runs it.
+"""The ingest use case: store one verified delivery, or a commit group of them.
 
 ``ingest`` is the whole business rule for a delivery (result upsert by precedence, batch
-marked due, inbox row), all inside the caller's transaction. ``Writer`` owns one thread and
-commits many deliveries per transaction: with ``synchronous=FULL`` every commit is an fsync,
-so sharing one among concurrent requests is what makes durable ingest fast. A request is
-answered only after the commit that contains its rows has returned.
+marked due, inbox row), all inside the caller's transaction; ``ingest_group`` does the same
+for many deliveries at once (``receiver.writer`` runs it, one group per commit).
 """
 
 from __future__ import annotations
 
-import asyncio
-import queue
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from receiver.errors import PayloadError
 from receiver.events import BatchCompletedEvent, Event, ScoreEvent, TestEvent, parse_event
-from storage.db import Engine, transaction
-from storage.errors import StoreUnavailable
 from storage.records import InboundDelivery, Outcome
 from storage.store import Store
 
@@ -107,100 +99,3 @@ def event_ids(event: Event | None) -> tuple[str | None, str | None, str | None]:
     if event is None:
         return None, None, None
     return event.name, None, None
-
-
-_Job = tuple[Accepted, "Future[str]"]
-_STOP = object()
-
-
-class Writer:
-    """One thread that commits queued deliveries in groups of up to ``max_group``.
-
-    If a group fails on a data error, each delivery of it is retried in its own transaction
-    so that one bad row cannot fail its neighbours. If the database is unavailable, every
-    delivery of the group fails with ``StoreUnavailable`` (the endpoint answers 503).
-    """
-
-    def __init__(
-        self, engine: Engine, *, clock: Callable[[], datetime], max_group: int = 256
-    ) -> None:
-        self._engine = engine
-        self._clock = clock
-        self._max_group = max_group
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="nova-sink-writer", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Finish every queued delivery, then stop the thread."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
-        # Anything queued behind the stop marker gets an answer (503), not a hang.
-        while True:
-            try:
-                late = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(late, tuple):
-                late[1].set_exception(StoreUnavailable("shutting down"))
-
-    async def submit(self, item: Accepted) -> str:
-        """Queue ``item`` and wait until it is committed; returns the response status."""
-        if not self._thread.is_alive():
-            # Not started (app used without its lifespan) or already stopped: never hang.
-            raise StoreUnavailable("the writer is not running")
-        future: Future[str] = Future()
-        self._queue.put((item, future))
-        return await asyncio.wrap_future(future)
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            group: list[_Job] = [first]  # type: ignore[list-item]
-            while len(group) < self._max_group:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                group.append(nxt)  # type: ignore[arg-type]
-            self._commit(group)
-
-    def _commit(self, group: list[_Job]) -> None:
-        # A stable lock order keeps concurrent writers (other processes) from deadlocking.
-        group.sort(key=lambda job: job[0].delivery.scoring_job_id or "")
-        try:
-            with transaction(self._engine) as store:
-                now = self._clock()
-                statuses = ingest_group(store, [item for item, _ in group], now=now)
-        except StoreUnavailable as exc:
-            for _, future in group:
-                future.set_exception(exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - isolate the bad delivery: retry each alone
-            if len(group) == 1:
-                group[0][1].set_exception(exc)
-                return
-            for job in group:
-                self._commit_alone(job)
-            return
-        for (_, future), status in zip(group, statuses, strict=True):
-            future.set_result(status)
-
-    def _commit_alone(self, job: _Job) -> None:
-        item, future = job
-        try:
-            with transaction(self._engine) as store:
-                status = ingest(store, item, now=self._clock())
-        except Exception as exc:  # noqa: BLE001 - handed to the waiting request, not swallowed
-            future.set_exception(exc)
-        else:
-            future.set_result(status)

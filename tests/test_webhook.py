@@ -27,10 +27,11 @@ from starlette.testclient import TestClient
 import receiver.app
 from receiver.errors import ConfigError, PayloadError
 from receiver.events import ScoreEvent, parse_event
-from receiver.ingest import Accepted, Writer
+from receiver.ingest import Accepted
 from receiver.logs import configure_logging
 from receiver.settings import Settings
 from receiver.signatures import fingerprint
+from receiver.writer import Writer
 from storage.db import make_engine, transaction
 from storage.errors import SchemaOutOfDate
 from storage.records import InboundDelivery

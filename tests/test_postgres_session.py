@@ -130,7 +130,7 @@ def run_behind_a_locked_row(engine: Engine, writer: Writer) -> list[Any]:
                 asyncio.gather(stuck, behind, return_exceptions=True), 60
             )
             assert other.in_transaction()
-            return answers
+            return list(answers)
 
     writer.start()
     try:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from storage.db import transaction
 from storage.errors import SchemaOutOfDate
 
-HEAD = "0001"
+HEAD = "0002"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 

@@ -111,9 +111,9 @@ def _pg_time(value: datetime | None) -> datetime | None:
 
 
 def _pg_type(column: sa.Column[Any]) -> str:
-    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-    return str(column.type.compile(dialect=postgresql.dialect()))
+    return str(column.type.compile(dialect=PGDialect_psycopg()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,9 +111,10 @@ def _pg_time(value: datetime | None) -> datetime | None:
 
 
 def _pg_type(column: sa.Column[Any]) -> str:
-    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+    from sqlalchemy.dialects import postgresql
 
-    return str(column.type.compile(dialect=PGDialect_psycopg()))
+    dialect: sa.Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return str(column.type.compile(dialect=dialect))
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,7 @@ class Receiver:
         log.info(
             "webhook",
             delivery=key,
+            webhook_id=delivery.webhook_id,
             event_type=name,
             scoring_job_id=scoring_job_id,
             outcome=status,

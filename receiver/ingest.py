@@ -30,16 +30,21 @@ class Accepted:
 
 def apply_event(store: Store, event: Event | None, *, now: datetime) -> str:
     """Apply a parsed event (None: unparsed); returns the webhook response status."""
+    return _apply(store, event, now=now)[0]
+
+
+def _apply(store: Store, event: Event | None, *, now: datetime) -> tuple[str, bool]:
+    """(webhook response status, whether a stored result changed)."""
     if isinstance(event, ScoreEvent):
         change = store.apply_result(event.result, source="webhook", now=now, delivered=True)
-        return change.outcome.value
+        return change.outcome.value, change.changed
     if isinstance(event, BatchCompletedEvent):
         # A summary only: the batch is reconciled to pick up anything the score events missed.
         store.update_batch(event.batch, now=now, due=True)
-        return RECORDED
+        return RECORDED, False
     if isinstance(event, TestEvent):
-        return RECORDED
-    return STORED_UNPARSED
+        return RECORDED, False
+    return STORED_UNPARSED, False
 
 
 def ingest(store: Store, item: Accepted, *, now: datetime) -> str:
@@ -53,18 +58,24 @@ def ingest_group(store: Store, items: Sequence[Accepted], *, now: datetime) -> l
     """``ingest`` for a commit group, with the same outcome as one at a time, in order.
 
     Results new to the store go in with one multi-row insert; everything else (a scoring
-    job already stored, or seen earlier in the group) takes the per-event path.
+    job already stored, or seen earlier in the group) takes the per-event path. The ids of
+    the results the group created or changed are gathered in ``changed``, in the committing
+    transaction, for whoever needs to know (one call per group).
     """
     scores = [item.event.result for item in items if isinstance(item.event, ScoreEvent)]
     created = store.insert_new_results(scores, source="webhook", now=now, delivered=True)
+    changed: set[str] = set(created)
     statuses: list[str] = []
     for item in items:
         event = item.event
         if isinstance(event, ScoreEvent) and event.result.scoring_job_id in created:
             created.discard(event.result.scoring_job_id)  # later repeats merge as usual
             statuses.append(Outcome.APPLIED.value)
-        else:
-            statuses.append(apply_event(store, event, now=now))
+            continue
+        status, was_changed = _apply(store, event, now=now)
+        if was_changed and isinstance(event, ScoreEvent):
+            changed.add(event.result.scoring_job_id)
+        statuses.append(status)
     store.record_deliveries(
         [(item.delivery, status) for item, status in zip(items, statuses, strict=True)], now=now
     )

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -112,25 +115,40 @@ def write_pool(path: Path, prefix: str, count: int) -> Path:
 
 
 def run_wrk(
-    base_url: str, *, connections: int, duration: float, pool: Path, workdir: Path
+    base_url: str,
+    *,
+    connections: int,
+    duration: float,
+    pool: Path,
+    workdir: Path,
+    until: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """One wrk run (1 thread); returns its summary with ``ok`` = 2xx answers."""
+    """One wrk run (1 thread); returns its summary with ``ok`` = 2xx answers.
+
+    With ``until``, the run ends (SIGINT: wrk still prints its summary) as soon as
+    ``until()`` is true: wrk's own clock only knows durations, and a stopped thread keeps
+    the process waiting for the rest of it.
+    """
     script = workdir / "deliveries.lua"
     if not script.exists():
         script.write_text(LUA)
-    done = subprocess.run(
-        [
-            ensure_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-            "--timeout", "30s", "-s", str(script), base_url + PATH, str(pool),
-        ],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    for line in done.stdout.splitlines():
+    argv = [
+        ensure_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+        "--timeout", "30s", "-s", str(script), base_url + PATH, str(pool),
+    ]  # fmt: skip
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        if until is not None:
+            while proc.poll() is None and not until():
+                time.sleep(0.5)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate()
+    for line in stdout.splitlines():
         if line.startswith("WRKJSON "):
             result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
             break
     else:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{stdout}\n{stderr}")
     socket_errors = sum(result[k] for k in ("connect", "read", "write", "timeout"))
     result["ok"] = result["requests"] - result["status_errors"]
     result["socket_errors"] = socket_errors

@@ -245,9 +245,15 @@ def memory_check(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             while sent < total:
                 size = 10_000 if sent == 0 else min(chunk, total - sent)
                 pool = write_pool(workdir / "memory.pool", f"mem-{sent:08d}", size)
+                target = sent + size
+
+                def pool_used(target: int = target) -> bool:
+                    return count_rows(url) >= target - 16  # the last few may be in flight
+
                 res = run_wrk(
-                    proc.base_url, connections=16, duration=3600, pool=pool, workdir=workdir
-                )
+                    proc.base_url, connections=16, duration=3600, pool=pool, workdir=workdir,
+                    until=pool_used,
+                )  # fmt: skip
                 acked += res["ok"]
                 sent += size
                 if size == 10_000 and rss_10k == 0.0:
@@ -386,7 +392,7 @@ def main() -> int:
                         choices=["sqlite", "postgres"])  # fmt: skip
     parser.add_argument("--duration", type=float, default=None, help="seconds per run (8)")
     parser.add_argument("--rounds", type=int, default=None, help="receiver/bare pairs (2)")
-    parser.add_argument("--pool", type=int, default=150_000, help="distinct signed bodies")
+    parser.add_argument("--pool", type=int, default=400_000, help="distinct signed bodies")
     parser.add_argument("--no-workers-run", dest="workers_run", action="store_false",
                         help="skip the serve --workers 2 runs")  # fmt: skip
     parser.add_argument("--memory", action="store_true", help="RSS after 10k vs --memory-total")

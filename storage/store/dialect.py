@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -134,20 +135,21 @@ class HotSql:
 
     def job_row(self, result: ScoringResult) -> tuple[Any, ...]:
         """The result's ``RESULT_COLUMNS`` values as this driver stores them."""
+        row = list(_RESULT_VALUES(result))  # one C call for all the attributes
+        for i in _LIST_INDEXES:
+            value = row[i]
+            # SQLAlchemy's JSON type stores None as JSON null, not SQL NULL: so do we.
+            row[i] = json.dumps(None if value is None else list(value))
         time = self.time
-        row: list[Any] = []
-        for name in RESULT_COLUMNS:
-            value = getattr(result, name)
-            if name in _LISTS:
-                # SQLAlchemy's JSON type stores None as JSON null, not SQL NULL: so do we.
-                row.append(json.dumps(None if value is None else list(value)))
-            elif value is None:
-                row.append(None)
-            elif name in _TIMES:
-                row.append(time(value))
-            else:
-                row.append(value)
+        for i in _TIME_INDEXES:
+            if row[i] is not None:
+                row[i] = time(row[i])
         return tuple(row)
+
+
+_RESULT_VALUES = operator.attrgetter(*RESULT_COLUMNS)
+_LIST_INDEXES = tuple(i for i, name in enumerate(RESULT_COLUMNS) if name in _LISTS)
+_TIME_INDEXES = tuple(i for i, name in enumerate(RESULT_COLUMNS) if name in _TIMES)
 
 
 def _placeholders(style: str, n: int) -> str:

@@ -521,6 +521,30 @@ def test_signed_webhook_ids_split_rows_and_retries_add_attempts(
     ]
 
 
+def test_inbox_identity_holds_on_both_databases(
+    engine: Engine, make_app: Callable[..., Starlette]
+) -> None:
+    """SQLite and PostgreSQL: replays under made-up ids add attempts; a reused id with
+    another body gets its own flagged row; a signed id splits rows."""
+    body, other = score_completed("sj_1"), score_completed("sj_2")
+    with TestClient(make_app(engine=engine)) as client:
+        for n in range(3):
+            post(client, body, signed(body, webhook_id=f"replay_{n}"))
+        post(client, other, signed(other, webhook_id="replay_0"))
+        post(
+            client,
+            body,
+            signed(body, webhook_id="m", construction="id.timestamp.body", timestamp=NOW),
+        )
+    rows = {r["delivery_key"]: r for r in delivery_rows(engine)}
+    assert {k: (r["attempts"], r["webhook_id_reused"]) for k, r in rows.items()} == {
+        hash_key(body): (3, False),
+        hash_key(other): (1, True),
+        f"{hash_key(body)}/id:m": (1, False),
+    }
+    assert bytes(rows[hash_key(other)]["raw_body"]) == other
+
+
 def test_portal_resend_with_new_unsigned_webhook_id_is_a_duplicate_attempt(
     client: TestClient, sqlite_engine: Engine
 ) -> None:

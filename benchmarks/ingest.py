@@ -22,7 +22,6 @@ seconds apart on the same loaded machine.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -43,16 +42,13 @@ from _common import (
     rss_mb,
     start_process,
     start_uvicorn,
-    table,
     uvicorn_impl,
 )
+from _ingest_report import MEMORY_TARGET_MB, report, summarize
 from _wrk import SECRET, ensure_wrk, run_wrk, write_pool
 
 from receiver.demo import free_port
 
-TARGET_RATIO = {"sqlite": 0.5, "postgres": 0.3}
-TARGET_P99_MS_AT_16 = 10.0
-MEMORY_TARGET_MB = 30.0
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
@@ -322,65 +318,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   file=sys.stderr)  # fmt: skip
     result["summary"] = summarize(result["comparisons"])
     return result
-
-
-def summarize(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Medians per (database, connections, workers)."""
-    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
-    for c in comparisons:
-        groups.setdefault((c["db"], c["connections"], c["workers"]), []).append(c)
-    out = []
-    for (db, connections, workers), items in groups.items():
-        med = {k: statistics.median(i[k] for i in items) for k in (
-            "bare_rps", "receiver_rps", "ratio", "receiver_p50_ms", "receiver_p99_ms",
-            "bare_p99_ms", "bare_cpu_us", "receiver_cpu_us")}  # fmt: skip
-        out.append({"db": db, "connections": connections, "workers": workers, "runs": len(items),
-                    "durable": all(i["durable"] for i in items), **med})  # fmt: skip
-    return out
-
-
-def report(result: dict[str, Any]) -> None:
-    print(
-        f"ingest benchmark (wrk, 1 thread): machine {result['machine']}, "
-        f"uvicorn {result['uvicorn']}"
-    )
-    if "memory" in result:
-        mem = result["memory"]
-        for key, value in mem.items():
-            print(f"  {key}: {value:,.1f}" if isinstance(value, float) else f"  {key}: {value:,}")
-        verdict = "PASS" if mem["growth_mb"] <= MEMORY_TARGET_MB else "MISS"
-        print(
-            f"  -> RSS growth {mem['growth_mb']:.1f} MB from 10k to "
-            f"{mem['deliveries']:,} ({verdict})"
-        )
-        return
-    rows = [
-        [r["app"], r["db"], r["connections"], r["workers"], r["ok"], r["rps"], r["p50_ms"],
-         r["p99_ms"], r["cpu_us_per_req"], r["server_rss_mb"],
-         r["status_errors"] + r["socket_errors"],
-         r.get("durable", "-"), r["load_avg_1m"]]
-        for r in result["runs"]
-    ]  # fmt: skip
-    print(table(rows, ["app", "db", "conns", "workers", "2xx", "req/s", "p50 ms", "p99 ms",
-                       "CPU us/req", "RSS MB", "errors", "rows==2xx", "load"]))  # fmt: skip
-    print()
-    rows = [
-        [s["db"], s["connections"], s["workers"], s["runs"], s["bare_rps"], s["receiver_rps"],
-         s["ratio"], s["receiver_p50_ms"], s["receiver_p99_ms"], s["bare_cpu_us"],
-         s["receiver_cpu_us"],
-         "PASS" if s["ratio"] >= TARGET_RATIO[s["db"]] else "MISS",
-         ("PASS" if s["receiver_p99_ms"] <= TARGET_P99_MS_AT_16 else "MISS")
-         if s["connections"] == 16 else "-",
-         "yes" if s["durable"] else "NO"]
-        for s in result["summary"]
-    ]  # fmt: skip
-    print(table(rows, ["db", "conns", "workers", "runs", "bare req/s", "recv req/s", "ratio",
-                       "p50 ms", "p99 ms", "bare CPU us", "recv CPU us", "ratio target",
-                       "p99<=10ms", "rows==2xx"]))  # fmt: skip
-    for c in result["comparisons"]:
-        if not c["durable"]:
-            print(f"!!! DURABILITY FAILURE {c['db']} c={c['connections']}: "
-                  f"{c['rows']} rows vs {c['acked']} 2xx !!!")  # fmt: skip
 
 
 def main() -> int:

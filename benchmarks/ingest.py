@@ -1,224 +1,87 @@
-"""Ingest throughput: signed, unique ``score.completed`` deliveries per second into SQLite.
+"""Ingest throughput: signed, unique ``score.completed`` deliveries/s, receiver vs a bare app.
 
-Both apps run under the same real uvicorn (a subprocess: 1 process, ``--factory``, the
-same loop/http implementation, no access log, log level warning):
+The load generator is ``wrk`` (one thread, a Lua script feeding distinct pre-signed bodies,
+each sent once: ``benchmarks/_wrk.py``; installed with apt-get when missing). Both apps run
+under the same real uvicorn (1 process, uvloop + httptools, no access log, log level
+warning), and every receiver run is followed, in the same round, by a run of the bare
+Starlette app (``_bare_app.py``: reads the body, answers 200), so the ratio compares runs
+seconds apart on the same loaded machine.
 
-- ``receiver``  ``receiver.app:create_app`` on a fresh migrated SQLite file (FULL sync);
-- ``bare``      ``benchmarks/_bare_app.py``: reads the body, answers 200 (the baseline).
+- databases: a fresh migrated SQLite file (``SQLITE_SYNCHRONOUS=FULL``) and a scratch
+  PostgreSQL database on the local server (``synchronous_commit`` on), both per run;
+- ``--workers 2``: ``nova-sink serve --workers 2`` vs the bare app under ``uvicorn
+  --workers 2``, on each database;
+- after each receiver run the server is stopped (it drains) and the ``scoring_job`` rows
+  are counted: they must equal the 2xx answers (warm-up included), else exit code 1;
+- server CPU per delivery is read from ``/proc`` (the whole process tree).
 
-The load generator is a separate process: one ``httpx.AsyncClient`` with N keep-alive
-connections and N workers, bodies signed before the clock starts, a warm-up, then a fixed
-duration. After each receiver run the server is stopped (it drains) and the rows in
-``scoring_job`` are counted: they must equal the 200 answers (warm-up included). Any
-mismatch is printed loudly and makes the exit code 1.
-
-    uv run python benchmarks/ingest.py [--quick] [--json] [--connections 16 64]
-    uv run python benchmarks/ingest.py --memory [--quick]   # RSS after 10k vs after N
+    uv run python benchmarks/ingest.py [--quick] [--json] [--databases sqlite postgres]
+    uv run python benchmarks/ingest.py --memory [--memory-total 1000000]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import itertools
-import json
-import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from _common import (
+    BENCH_DIR,
     PYTHON,
     Proc,
     clean_env,
-    cpu_seconds,
     dump_json,
     machine,
     migrated_sqlite,
-    percentile,
     rss_mb,
+    start_process,
     start_uvicorn,
-    table,
     uvicorn_impl,
 )
+from _ingest_report import MEMORY_TARGET_MB, report, summarize
+from _wrk import SECRET, ensure_wrk, run_wrk, write_pool
 
 from receiver.serving import free_port
 
-SECRET = "whsec_benchmark_secret_0123456789"  # noqa: S105 - a throwaway loopback secret
-PATH = "/webhooks/nova"
-TARGET_RATIO = 0.5
-TARGET_P99_MS_AT_16 = 10.0
-MEMORY_TARGET_MB = 30.0
-APPS = {"bare": "_bare_app:create_app", "receiver": "receiver.app:create_app"}
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
-# ---- the load generator (a separate process) ------------------------------------------------
+# ---- databases ----------------------------------------------------------------------------
 
 
-def signed_delivery(prefix: str, n: int, completed_at: str) -> tuple[bytes, dict[str, str]]:
-    """One unique, signed ``score.completed`` as fake Nova sends it (body-only HMAC + id)."""
-    from receiver.signatures import sign
+@contextmanager
+def database(kind: str, workdir: Path, tag: str) -> Iterator[str]:
+    """A fresh migrated database for one run; yields its URL."""
+    if kind == "sqlite":
+        yield migrated_sqlite(workdir / f"ingest-{tag}.db")
+        return
+    import psycopg
 
-    scoring_job_id = f"{prefix}-{n:08d}"
-    body = json.dumps(
-        {
-            "event": "score.completed",
-            "tenantId": "tenant-bench",
-            "scoringJobId": scoring_job_id,
-            "criteriaVersionId": "cv-bench-0001",
-            "jobId": "job-bench",
-            "applicationId": f"app-{scoring_job_id}",
-            "result": {
-                "score": n % 10 + 1,
-                "assessment": {
-                    "verdict": "Strong candidate with solid backend experience.",
-                    "strengths": ["Python", "PostgreSQL", "API design"],
-                    "concerns": ["Short tenures"],
-                    "interviewFocus": ["System design", "Incident handling"],
-                },
-            },
-            "completedAt": completed_at,
-        },
-        separators=(",", ":"),
-    ).encode()
-    return body, sign(SECRET, body, webhook_id=f"msg_{scoring_job_id}")
+    from storage import schema
+    from storage.db import make_engine
+
+    name = f"nova_bench_{uuid.uuid4().hex[:10]}"
+    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    url = f"{PG_SERVER}/{name}"
+    try:
+        engine = make_engine(url)
+        schema.upgrade(engine)
+        engine.dispose()
+        yield url
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def make_pool(prefix: str, count: int) -> list[tuple[bytes, dict[str, str]]]:
-    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return [signed_delivery(prefix, n, stamp) for n in range(count)]
-
-
-async def blast(
-    clients: list[httpx.AsyncClient],
-    pool: list[tuple[bytes, dict[str, str]]],
-    connections: int,
-    deadline: float | None,
-) -> dict[str, Any]:
-    """Send ``pool`` with ``connections`` workers until it is used up or ``deadline``."""
-    indexes = itertools.count()
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    errors: Counter[str] = Counter()
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while True:
-            i = next(indexes)
-            if i >= len(pool) or (deadline is not None and time.perf_counter() >= deadline):
-                return
-            body, headers = pool[i]
-            started = time.perf_counter()
-            try:
-                response = await client.post(PATH, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                errors[type(exc).__name__] += 1
-                continue
-            latencies.append(time.perf_counter() - started)
-            statuses[response.status_code] += 1
-
-    started = time.perf_counter()
-    async with asyncio.TaskGroup() as group:
-        for n in range(connections):
-            group.create_task(worker(clients[n % len(clients)]))
-    elapsed = time.perf_counter() - started
-    return {
-        "elapsed": elapsed,
-        "latencies": latencies,
-        "statuses": statuses,
-        "errors": errors,
-        "exhausted": next(indexes) > len(pool),
-    }
-
-
-async def loadgen(cfg: dict[str, Any]) -> dict[str, Any]:
-    connections = cfg["connections"]
-    # One client (and pool) per connection: httpx's pool scans its connections on every
-    # request, so one pool of 64 costs the load generator far more CPU than 64 pools of 1.
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    out: dict[str, Any] = {"connections": connections}
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(base_url=cfg["url"], limits=limits, timeout=30.0)
-            )
-            for _ in range(connections)
-        ]
-        if cfg.get("count"):  # fixed-count mode (memory check): sign and send in chunks
-            ok, sent, chunk = 0, 0, 10_000
-            while sent < cfg["count"]:
-                size = min(chunk, cfg["count"] - sent)
-                pool = make_pool(f"{cfg['prefix']}-{sent:08d}", size)
-                res = await blast(clients, pool, connections, None)
-                ok += res["statuses"].get(200, 0)
-                sent += size
-            out.update(ok=ok, sent=sent)
-            return out
-        warmup_pool = make_pool(cfg["prefix"] + "-w", cfg["warmup"])
-        warm = await blast(clients, warmup_pool, connections, None)
-        # Enough bodies for a fast server; running out is reported, not hidden.
-        pool = make_pool(cfg["prefix"] + "-t", int(cfg["pool_rate"] * cfg["duration"]))
-        cpu_before = cpu_seconds(cfg["server_pid"])
-        own_cpu_before = time.process_time()
-        res = await blast(clients, pool, connections, time.perf_counter() + cfg["duration"])
-        server_cpu = cpu_seconds(cfg["server_pid"]) - cpu_before
-        own_cpu = time.process_time() - own_cpu_before
-    lat = res["latencies"]
-    ok = res["statuses"].get(200, 0)
-    out.update(
-        warmup_ok=warm["statuses"].get(200, 0),
-        warmup_statuses={str(k): v for k, v in warm["statuses"].items()},
-        ok=ok,
-        statuses={str(k): v for k, v in res["statuses"].items()},
-        errors=dict(res["errors"]) | {f"warmup_{k}": v for k, v in warm["errors"].items()},
-        seconds=res["elapsed"],
-        rps=ok / res["elapsed"],
-        p50_ms=percentile(lat, 50) * 1000,
-        p99_ms=percentile(lat, 99) * 1000,
-        max_ms=max(lat, default=float("nan")) * 1000,
-        pool_exhausted=res["exhausted"],
-        server_cpu_s=server_cpu,
-        server_cpu_us_per_req=server_cpu / ok * 1e6 if ok else float("nan"),
-        loadgen_cpu_s=own_cpu,
-    )
-    return out
-
-
-def run_loadgen(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run the load generator in its own process; returns its JSON answer."""
-    done = subprocess.run(
-        [PYTHON, __file__, "--loadgen", json.dumps(cfg)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"load generator failed:\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
-# ---- servers ------------------------------------------------------------------------------
-
-
-def start_app(kind: str, workdir: Path, tag: str) -> tuple[Proc, str | None]:
-    url = None
-    env = clean_env(LOG_LEVEL="warning", LOG_FORMAT="json")
-    if kind == "receiver":
-        url = migrated_sqlite(workdir / f"ingest-{tag}.db")
-        env.update(NOVA_WEBHOOK_SECRETS=SECRET, DATABASE_URL=url)
-    port = free_port()
-    proc = start_uvicorn(APPS[kind], port=port, log_path=workdir / f"{kind}-{tag}.log", env=env)
-    proc.wait_ready("/healthz")
-    return proc, url
-
-
-def count_rows(url: str) -> dict[str, int]:
+def count_rows(url: str) -> int:
     import sqlalchemy as sa
 
     from storage.db import make_engine
@@ -226,81 +89,202 @@ def count_rows(url: str) -> dict[str, int]:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return {
-                table: int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608
-                for table in ("scoring_job", "delivery")
-            }
+            return int(conn.execute(sa.text("SELECT count(*) FROM scoring_job")).scalar_one())
     finally:
         engine.dispose()
 
 
-def one_run(kind: str, connections: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    tag = f"c{connections}-{time.monotonic_ns()}"
-    proc, url = start_app(kind, workdir, tag)
-    try:
-        result = run_loadgen(
-            {
-                "url": proc.base_url,
-                "connections": connections,
-                "duration": args.duration,
-                "warmup": args.warmup,
-                "pool_rate": args.pool_rate,
-                "prefix": f"sj-{tag}",
-                "server_pid": proc.pid,
-            }
-        )
-        result["server_rss_mb"] = rss_mb(proc.pid)
-    finally:
-        exit_code = proc.stop()
-    result.update(app=kind, server_exit=exit_code, log_bytes=proc.log_path.stat().st_size)
+# ---- servers ------------------------------------------------------------------------------
+
+
+def start_server(kind: str, workers: int, url: str | None, log: Path) -> Proc:
+    env = clean_env(LOG_LEVEL="warning", LOG_FORMAT="json")
     if url is not None:
-        rows = count_rows(url)
-        acked = result["ok"] + result["warmup_ok"]
-        result.update(rows=rows, acked=acked, durable=rows["scoring_job"] == acked)
-    return result
+        env.update(NOVA_WEBHOOK_SECRETS=SECRET, DATABASE_URL=url, SQLITE_SYNCHRONOUS="FULL")
+    port = free_port()
+    if workers == 1:
+        app = "receiver.app:create_app" if kind == "receiver" else "_bare_app:create_app"
+        proc = start_uvicorn(app, port=port, log_path=log, env=env)
+    elif kind == "receiver":
+        argv = [PYTHON, "-m", "receiver.cli", "serve", "--port", str(port), "--workers", "2"]
+        proc = start_process(argv, port=port, log_path=log, env=env)
+    else:
+        loop, http = uvicorn_impl()
+        argv = [
+            PYTHON, "-m", "uvicorn", "_bare_app:create_app", "--factory",
+            "--app-dir", str(BENCH_DIR), "--port", str(port), "--workers", "2",
+            "--loop", loop, "--http", http, "--log-level", "warning", "--no-access-log",
+        ]  # fmt: skip
+        proc = start_process(argv, port=port, log_path=log, env=env)
+    proc.wait_ready("/healthz")
+    return proc
 
 
-def memory_check(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    total = args.memory_total or (50_000 if args.quick else 200_000)
-    proc, url = start_app("receiver", workdir, "memory")
-    try:
-        cfg = {"url": proc.base_url, "connections": 16, "server_pid": proc.pid}
-        first = run_loadgen(cfg | {"count": 10_000, "prefix": "mem-a"})
-        rss_10k = rss_mb(proc.pid)
-        started = time.perf_counter()
-        rest = run_loadgen(cfg | {"count": total - 10_000, "prefix": "mem-b"})
-        seconds = time.perf_counter() - started
-        rss_n = rss_mb(proc.pid)
-    finally:
-        proc.stop()
-    assert url is not None
-    rows = count_rows(url)
-    acked = first["ok"] + rest["ok"]
-    growth = rss_n - rss_10k
-    per_million = growth / (total - 10_000) * 990_000
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its descendants still alive, plus reaped children."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        stats[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / tick)
+    total, frontier = 0.0, [pid]
+    while frontier:
+        current = frontier.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        frontier += [child for child, (parent, _) in stats.items() if parent == current]
+    return total
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of the serving process: the worker itself for one worker."""
+    return rss_mb(pid)
+
+
+# ---- one run ------------------------------------------------------------------------------
+
+
+def one_run(
+    kind: str,
+    db: str,
+    *,
+    connections: int,
+    workers: int,
+    args: argparse.Namespace,
+    pools: dict[str, Path],
+    workdir: Path,
+) -> dict[str, Any]:
+    tag = f"{kind}-{db}-c{connections}-w{workers}-{time.monotonic_ns()}"
+    log = workdir / f"{tag}.log"
+    with contextmanager(_maybe_db)(kind, db, workdir, tag) as url:
+        proc = start_server(kind, workers, url, log)
+        try:
+            warm = run_wrk(
+                proc.base_url,
+                connections=connections,
+                duration=1,
+                pool=pools["warm"],
+                workdir=workdir,
+            )
+            cpu_before = tree_cpu_seconds(proc.pid)
+            res = run_wrk(
+                proc.base_url, connections=connections, duration=args.duration,
+                pool=pools["main"], workdir=workdir,
+            )  # fmt: skip
+            cpu = tree_cpu_seconds(proc.pid) - cpu_before
+            res["server_rss_mb"] = rss_mb(proc.pid)
+        finally:
+            exit_code = proc.stop()
+        res.update(
+            app=kind, db=db, connections=connections, workers=workers, server_exit=exit_code,
+            warm_ok=warm["ok"], server_cpu_s=cpu,
+            cpu_us_per_req=cpu / res["ok"] * 1e6 if res["ok"] else float("nan"),
+            pool_exhausted=res["requests"] >= args.pool,
+            p50_ms=res["p50_us"] / 1000, p99_ms=res["p99_us"] / 1000,
+            load_avg_1m=machine()["load_avg_1m"],
+        )  # fmt: skip
+        if url is not None:
+            rows = count_rows(url)
+            acked = res["ok"] + warm["ok"]
+            # wrk ends a run with requests in flight that the server still commits: every
+            # 2xx must be stored, and at most one request per connection more.
+            in_flight = 2 * connections * workers
+            res.update(rows=rows, acked=acked, durable=acked <= rows <= acked + in_flight)
+    return res
+
+
+def _maybe_db(kind: str, db: str, workdir: Path, tag: str) -> Iterator[str | None]:
+    if kind == "bare":
+        yield None
+        return
+    with database(db, workdir, tag) as url:
+        yield url
+
+
+def compare(bare: dict[str, Any], recv: dict[str, Any]) -> dict[str, Any]:
     return {
-        "deliveries": total,
-        "rss_after_10k_mb": rss_10k,
-        f"rss_after_{total}_mb": rss_n,
-        "growth_mb": growth,
-        "growth_extrapolated_to_1m_mb": per_million,
-        "target_mb_at_1m": MEMORY_TARGET_MB,
-        "rows": rows,
-        "acked": acked,
-        "durable": rows["scoring_job"] == acked,
-        "rate_during_rest": rest["ok"] / seconds,
+        "db": recv["db"],
+        "connections": recv["connections"],
+        "workers": recv["workers"],
+        "bare_rps": bare["rps"],
+        "receiver_rps": recv["rps"],
+        "ratio": recv["rps"] / bare["rps"] if bare["rps"] else float("nan"),
+        "bare_p99_ms": bare["p99_ms"],
+        "receiver_p50_ms": recv["p50_ms"],
+        "receiver_p99_ms": recv["p99_ms"],
+        "bare_cpu_us": bare["cpu_us_per_req"],
+        "receiver_cpu_us": recv["cpu_us_per_req"],
+        "durable": recv["durable"],
+        "rows": recv["rows"],
+        "acked": recv["acked"],
     }
 
 
-# ---- report -------------------------------------------------------------------------------
+# ---- memory -------------------------------------------------------------------------------
+
+
+def memory_check(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """RSS after 10,000 and after ``--memory-total`` deliveries (each body distinct)."""
+    total = args.memory_total
+    chunk = 100_000
+    with database("sqlite", workdir, "memory") as url:
+        proc = start_server("receiver", 1, url, workdir / "memory.log")
+        acked, sent, rss_10k, started = 0, 0, 0.0, time.perf_counter()
+        try:
+            while sent < total:
+                size = 10_000 if sent == 0 else min(chunk, total - sent)
+                pool = write_pool(workdir / "memory.pool", f"mem-{sent:08d}", size)
+                target = sent + size
+
+                def pool_used(target: int = target) -> bool:
+                    return count_rows(url) >= target - 16  # the last few may be in flight
+
+                res = run_wrk(
+                    proc.base_url, connections=16, duration=3600, pool=pool, workdir=workdir,
+                    until=pool_used,
+                )  # fmt: skip
+                acked += res["ok"]
+                sent += size
+                if size == 10_000 and rss_10k == 0.0:
+                    rss_10k = rss_mb(proc.pid)
+                print(
+                    f"memory: {sent:,} sent, {acked:,} 2xx, RSS {rss_mb(proc.pid):.1f} MB",
+                    file=sys.stderr,
+                )
+            rss_n = rss_mb(proc.pid)
+        finally:
+            proc.stop()
+        rows = count_rows(url)
+    return {
+        "deliveries": sent,
+        "rss_after_10k_mb": rss_10k,
+        "rss_after_all_mb": rss_n,
+        "growth_mb": rss_n - rss_10k,
+        "target_mb": MEMORY_TARGET_MB,
+        "rows": rows,
+        "acked": acked,
+        "durable": rows >= acked,  # wrk stops mid-flight at the end of a pool: rows may lead
+        "seconds": time.perf_counter() - started,
+    }
+
+
+# ---- the benchmark ------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    ensure_wrk()
     loop, http = uvicorn_impl()
     result: dict[str, Any] = {
-        "benchmark": "ingest",
+        "benchmark": "ingest (wrk)",
         "machine": machine(),
-        "uvicorn": {"loop": loop, "http": http, "workers": 1, "access_log": False},
+        "uvicorn": {"loop": loop, "http": http, "access_log": False},
         "duration_s": args.duration,
         "runs": [],
         "comparisons": [],
@@ -310,110 +294,49 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.memory:
             result["memory"] = memory_check(args, workdir)
             return result
-        for connections in args.connections:
-            for _ in range(args.rounds):
-                bare = one_run("bare", connections, args, workdir)
-                recv = one_run("receiver", connections, args, workdir)
-                result["runs"] += [bare, recv]
-                result["comparisons"].append(
-                    {
-                        "connections": connections,
-                        "bare_rps": bare["rps"],
-                        "receiver_rps": recv["rps"],
-                        "ratio": recv["rps"] / bare["rps"] if bare["rps"] else float("nan"),
-                        "receiver_p50_ms": recv["p50_ms"],
-                        "receiver_p99_ms": recv["p99_ms"],
-                        "cpu_ratio": bare["server_cpu_us_per_req"] / recv["server_cpu_us_per_req"],
-                        "durable": recv["durable"],
-                    }
-                )
+        pools = {
+            "warm": write_pool(workdir / "warm.pool", "warm", 2_000),
+            "main": write_pool(workdir / "main.pool", "main", args.pool),
+        }
+        plan = [
+            (db, c, 1)
+            for db in args.databases
+            for c in args.connections
+            for _ in range(args.rounds)
+        ]
+        if args.workers_run:
+            plan += [(db, 64, 2) for db in args.databases]
+        for db, connections, workers in plan:
+            setup = {"connections": connections, "workers": workers, "args": args}
+            recv = one_run("receiver", db, **setup, pools=pools, workdir=workdir)
+            bare = one_run("bare", db, **setup, pools=pools, workdir=workdir)
+            result["runs"] += [bare, recv]
+            result["comparisons"].append(compare(bare, recv))
+            c = result["comparisons"][-1]
+            print(f"{db} c={connections} w={workers}: ratio {c['ratio']:.2f}, receiver p99 "
+                  f"{c['receiver_p99_ms']:.1f} ms, rows {c['rows']} / 2xx {c['acked']}",
+                  file=sys.stderr)  # fmt: skip
+    result["summary"] = summarize(result["comparisons"])
     return result
-
-
-def report(result: dict[str, Any]) -> None:
-    print("ingest benchmark: signed unique score.completed deliveries -> SQLite (FULL sync)")
-    print(f"machine: {result['machine']}")
-    print(f"uvicorn: {result['uvicorn']}")
-    if "memory" in result:
-        mem = result["memory"]
-        print()
-        print(f"memory: {mem['deliveries']:,} deliveries at 16 connections")
-        for key, value in mem.items():
-            print(f"  {key}: {value:.1f}" if isinstance(value, float) else f"  {key}: {value}")
-        verdict = "PASS" if mem["growth_extrapolated_to_1m_mb"] <= MEMORY_TARGET_MB else "MISS"
-        print(f"  -> growth extrapolated to 1M: {mem['growth_extrapolated_to_1m_mb']:.1f} MB "
-              f"(target <= {MEMORY_TARGET_MB:.0f} MB, linear extrapolation) {verdict}")  # fmt: skip
-        if not mem["durable"]:
-            print(f"!!! DURABILITY FAILURE: {mem['rows']} rows vs {mem['acked']} acknowledged !!!")
-        return
-    print(f"{result['duration_s']} s per run, after a warm-up; latency measured by the client")
-    print()
-    rows = [
-        [
-            r["app"], r["connections"], r["ok"], r["rps"], r["p50_ms"], r["p99_ms"],
-            r["max_ms"], r["server_cpu_us_per_req"], r["loadgen_cpu_s"], r["server_rss_mb"],
-            sum(int(v) for k, v in r["statuses"].items() if k != "200") + sum(r["errors"].values()),
-            "yes" if r["pool_exhausted"] else "",
-        ]
-        for r in result["runs"]
-    ]  # fmt: skip
-    headers = ["app", "conns", "200s", "req/s", "p50 ms", "p99 ms", "max ms",
-               "server CPU us/req", "loadgen CPU s", "RSS MB", "non-200", "pool out"]  # fmt: skip
-    print(table(rows, headers))
-    print()
-    rows = [
-        [
-            c["connections"], c["bare_rps"], c["receiver_rps"], c["ratio"], c["cpu_ratio"],
-            c["receiver_p99_ms"],
-            "PASS" if c["ratio"] >= TARGET_RATIO else "MISS",
-            ("PASS" if c["receiver_p99_ms"] <= TARGET_P99_MS_AT_16 else "MISS")
-            if c["connections"] == 16 else "-",
-            "yes" if c["durable"] else "NO",
-        ]
-        for c in result["comparisons"]
-    ]  # fmt: skip
-    headers = ["conns", "bare req/s", "receiver req/s", "ratio", "CPU/req ratio",
-               "receiver p99 ms", f"ratio>={TARGET_RATIO}", f"p99<={TARGET_P99_MS_AT_16:g}ms",
-               "rows==acks"]  # fmt: skip
-    print(table(rows, headers))
-    for r in result["runs"]:
-        if r["app"] == "receiver" and not r["durable"]:
-            print(
-                f"!!! DURABILITY FAILURE at {r['connections']} connections: "
-                f"{r['rows']['scoring_job']} scoring_job rows vs {r['acked']} 200 answers !!!"
-            )
-    for r in result["runs"]:
-        if r["app"] == "receiver":
-            print(f"receiver c={r['connections']}: rows {r['rows']}, acked {r['acked']}, "
-                  f"server log {r['log_bytes']:,} bytes, exit {r['server_exit']}")  # fmt: skip
-    print()
-    print("CPU/req ratio = bare server CPU per request / receiver server CPU per request: less")
-    print("sensitive to the shared machine than req/s (the load generator shares the 2 cores).")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 s runs (default 5 s)")
+    parser.add_argument("--quick", action="store_true", help="3 s runs, 1 round")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--duration", type=float, default=None)
-    parser.add_argument("--rounds", type=int, default=1, help="bare/receiver pairs per level")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up requests per run")
-    parser.add_argument("--pool-rate", type=float, default=5000.0,
-                        help="pre-signed bodies per second of duration")  # fmt: skip
-    parser.add_argument(
-        "--memory", action="store_true", help="RSS after 10k vs N deliveries (200k; quick 50k)"
-    )
-    parser.add_argument("--memory-total", type=int, default=None)
-    parser.add_argument("--loadgen", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--databases", nargs="+", default=["sqlite", "postgres"],
+                        choices=["sqlite", "postgres"])  # fmt: skip
+    parser.add_argument("--duration", type=float, default=None, help="seconds per run (8)")
+    parser.add_argument("--rounds", type=int, default=None, help="receiver/bare pairs (2)")
+    parser.add_argument("--pool", type=int, default=400_000, help="distinct signed bodies")
+    parser.add_argument("--no-workers-run", dest="workers_run", action="store_false",
+                        help="skip the serve --workers 2 runs")  # fmt: skip
+    parser.add_argument("--memory", action="store_true", help="RSS after 10k vs --memory-total")
+    parser.add_argument("--memory-total", type=int, default=1_000_000)
     args = parser.parse_args()
-    if args.loadgen is not None:
-        print(json.dumps(asyncio.run(loadgen(json.loads(args.loadgen)))))
-        return 0
-    if args.duration is None:
-        args.duration = 2.0 if args.quick else 5.0
-    if args.warmup is None:
-        args.warmup = 200 if args.quick else 500
+    args.duration = args.duration or (3.0 if args.quick else 8.0)
+    args.rounds = args.rounds or (1 if args.quick else 2)
     result = run(args)
     if args.json:
         dump_json(result)

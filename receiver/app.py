@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.errors import ConfigError, PayloadError, SignatureError
 from receiver.events import Event, parse_event
-from receiver.ingest import Accepted, Writer, event_ids
+from receiver.ingest import Accepted, event_ids
 from receiver.logs import configure_logging
 from receiver.metrics import CONTENT_TYPE, Metrics
 from receiver.pinning import PinPolicy
@@ -36,15 +36,16 @@ from receiver.read_api import ReadApi
 from receiver.settings import Settings, load_settings
 from receiver.signatures import Verified, fingerprint, verify
 from receiver.ui.routes import dashboard_routes
+from receiver.vocabulary import known_event
+from receiver.writer import Writer
 from storage import schema
 from storage.db import Engine, make_engine, transaction
 from storage.errors import SchemaOutOfDate, StoreUnavailable
-from storage.records import InboundDelivery
+from storage.records import InboundDelivery, inbox_key, storable_webhook_id
 
 log = structlog.get_logger("nova_sink.receiver")
 
 RETRY_AFTER_SECONDS = "5"
-_MAX_ID_LEN = 200
 # Above this size the HMACs are computed in a worker thread: hashlib releases the GIL for
 # large inputs, so forged 1 MiB bodies cannot stall the event loop (and the genuine ~1.5 KB
 # deliveries queued behind them). Below it, the thread hand-off costs more than the hashing.
@@ -58,24 +59,24 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _delivery_key(webhook_id: str | None, body: bytes) -> tuple[str, str | None]:
-    """The inbox key: X-Webhook-Id when it is sane text, else a hash (NOVA.md decision 4)."""
-    if webhook_id is None:
-        return "sha256:" + hashlib.sha256(body).hexdigest(), None
-    if len(webhook_id) <= _MAX_ID_LEN and webhook_id.isascii() and webhook_id.isprintable():
-        return webhook_id, webhook_id
-    # Header bytes no text column should hold (NUL, control, overlong): keep a stable digest.
-    return "id-sha256:" + hashlib.sha256(webhook_id.encode("latin-1")).hexdigest(), None
+# The constructions whose signed message includes X-Webhook-Id (receiver.signatures).
+_ID_SIGNED = frozenset({"id.timestamp.body"})
 
 
-_KNOWN_EVENTS = frozenset({"score.completed", "score.failed", "batch.completed", "test"})
+def _delivery_key(verified: Verified, body_sha256: str) -> str:
+    """The inbox row's identity: the body hash, plus the webhook id only when the matched
+    signature covers it (NOVA.md decision 4): an unsigned id can be made up by anyone."""
+    signed_id = verified.webhook_id if verified.construction in _ID_SIGNED else None
+    return inbox_key(body_sha256, signed_id)
 
 
 def _event_label(name: str | None) -> str:
-    """A bounded label set: a new event type must not grow the metrics without limit."""
+    """A bounded label set: a new event type must not grow the metrics without limit.
+    Aliases count as the event they spell (``webhook.test`` is ``test``)."""
     if name is None:
         return "unparsed"
-    return name if name in _KNOWN_EVENTS else "other"
+    known = known_event(name)
+    return known.value if known is not None else "other"
 
 
 class Receiver:
@@ -122,17 +123,19 @@ class Receiver:
             event = parse_event(body)
         except PayloadError as exc:
             parse_error = str(exc)
-        key, webhook_id = _delivery_key(verified.webhook_id, body)
+        digest = hashlib.sha256(body).hexdigest()
+        key = _delivery_key(verified, digest)
         name, scoring_job_id, batch_id = event_ids(event)
         delivery = InboundDelivery(
             delivery_key=key,
-            webhook_id=webhook_id,
+            webhook_id=storable_webhook_id(verified.webhook_id),
             event=name,
             body=body,
             signature_scheme=verified.scheme,
             secret_fingerprint=self.fingerprints[verified.secret_index],
             scoring_job_id=scoring_job_id,
             batch_id=batch_id,
+            body_sha256=digest,
         )
         try:
             status = await self.writer.submit(Accepted(delivery, event))
@@ -150,6 +153,7 @@ class Receiver:
         log.info(
             "webhook",
             delivery=key,
+            webhook_id=delivery.webhook_id,
             event_type=name,
             scoring_job_id=scoring_job_id,
             outcome=status,

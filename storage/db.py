@@ -5,6 +5,11 @@ SQLite gets WAL, a busy timeout, foreign keys and the configured ``synchronous``
 and write transactions open with ``BEGIN IMMEDIATE``. A deferred transaction that turns
 into a write fails with SQLITE_BUSY at once, skipping the busy timeout; that is the classic
 "database is locked" 500 under concurrency.
+
+PostgreSQL gets a lock timeout, a statement timeout and the UTC time zone on every pooled
+connection (a ``connect`` event): without the timeouts a row lock held by any other session
+stalls the writer for as long as it is held, and a non-UTC session time zone turns extreme
+timestamps into errors when they are read back. A timeout is "try again later": 503.
 """
 
 from __future__ import annotations
@@ -27,17 +32,28 @@ __all__ = ["Engine", "Synchronous", "is_unavailable", "make_engine", "sqlite_pat
 Synchronous = Literal["FULL", "NORMAL"]
 
 BUSY_TIMEOUT_MS = 5000
+LOCK_TIMEOUT_MS = 5000
+STATEMENT_TIMEOUT_MS = 10000
 _WRITE = "nova_sink_write"
 
 
 def make_engine(
-    url: str, *, synchronous: Synchronous = "FULL", pool_size: int = 8, echo: bool = False
+    url: str,
+    *,
+    synchronous: Synchronous = "FULL",
+    pool_size: int = 8,
+    echo: bool = False,
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
 ) -> Engine:
-    """Build the engine for ``url`` (``sqlite:///file.db`` or ``postgresql+psycopg://…``)."""
+    """Build the engine for ``url`` (``sqlite:///file.db`` or ``postgresql+psycopg://…``).
+
+    The timeouts apply to PostgreSQL (SQLite waits ``BUSY_TIMEOUT_MS`` for its write lock).
+    """
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, synchronous=synchronous, pool_size=pool_size, echo=echo)
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         echo=echo,
         pool_size=pool_size,
@@ -46,6 +62,23 @@ def make_engine(
         pool_timeout=5,
         connect_args={"connect_timeout": 5},
     )
+    timeouts = (f"{int(lock_timeout_ms)}ms", f"{int(statement_timeout_ms)}ms")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # A connect event rather than libpq "options": the URL may carry options of its own
+        # (a search_path), and connect_args would replace them instead of adding to them.
+        cursor = dbapi_connection.cursor()
+        cursor.execute(
+            "SELECT set_config('lock_timeout', %s, false),"
+            " set_config('statement_timeout', %s, false),"
+            " set_config('TimeZone', 'UTC', false)",
+            timeouts,
+        )
+        cursor.close()
+        dbapi_connection.commit()  # SET outlives the transaction it ran in
+
+    return engine
 
 
 def _sqlite_engine(url: str, *, synchronous: Synchronous, pool_size: int, echo: bool) -> Engine:
@@ -79,6 +112,9 @@ def _sqlite_engine(url: str, *, synchronous: Synchronous, pool_size: int, echo: 
 
 # SQLSTATE classes that no retry can fix: data exception, integrity, syntax/access, limits.
 _PERMANENT_SQLSTATE_CLASSES = frozenset({"22", "23", "42", "54"})
+# Waits that ran out or lost a race: lock_timeout (55P03), statement_timeout (57014),
+# serialization failure and deadlock (40001, 40P01), too many connections (53300).
+_RETRYABLE_SQLSTATES = frozenset({"55P03", "57014", "40001", "40P01", "53300"})
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -102,6 +138,8 @@ def is_unavailable(exc: BaseException) -> bool:
     if not isinstance(exc, DBAPIError):
         return False
     sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return True
     if isinstance(sqlstate, str) and sqlstate[:2] in _PERMANENT_SQLSTATE_CLASSES:
         return False
     return isinstance(exc, OperationalError) or exc.connection_invalidated

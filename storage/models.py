@@ -122,13 +122,20 @@ class RejectedApplicationRow(SQLModel, table=True):
 
 
 class Delivery(SQLModel, table=True):
-    """The inbox: one row per webhook id (or body hash), with the raw signed bytes."""
+    """The inbox: one row per distinct signed delivery, with the raw signed bytes.
+
+    ``delivery_key`` is the body's SHA-256, plus the webhook id only when the signature
+    covers it (``storage.records.inbox_key``); ``webhook_id`` is recorded either way.
+    ``webhook_id_reused``: this row's webhook id had already come with another body.
+    """
 
     __tablename__ = "delivery"
 
     id: int | None = Field(default=None, primary_key=True)
     delivery_key: str = Field(unique=True)
-    webhook_id: str | None = None
+    webhook_id: str | None = Field(default=None, index=True)
+    body_sha256: str | None = None  # None only for rows whose body was purged before 0002
+    webhook_id_reused: bool = False
     event: str | None = Field(default=None, index=True)
     scoring_job_id: str | None = Field(default=None, index=True)
     batch_id: str | None = None

@@ -6,6 +6,7 @@ through ``decide`` so that the order in which they arrive never changes the fina
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -205,3 +206,35 @@ class InboundDelivery:
     secret_fingerprint: str
     scoring_job_id: str | None = None
     batch_id: str | None = None
+    body_sha256: str | None = None  # computed from ``body`` when not given
+
+    def digest(self) -> str:
+        """The hex SHA-256 of the body."""
+        return self.body_sha256 or hashlib.sha256(self.body).hexdigest()
+
+
+MAX_WEBHOOK_ID_LENGTH = 200
+
+
+def storable_webhook_id(value: str | None) -> str | None:
+    """``value`` when it is sane text for a column, else None (NUL, control, overlong)."""
+    if value is None or len(value) > MAX_WEBHOOK_ID_LENGTH:
+        return None
+    return value if value.isascii() and value.isprintable() else None
+
+
+def inbox_key(body_sha256: str, signed_id: str | None) -> str:
+    """An inbox row's identity (NOVA.md, decision 4): the body's SHA-256, plus the webhook id
+    only when the signature covers it (``signed_id``).
+
+    An unsigned id proves nothing, so it never splits or merges rows. The forms cannot
+    collide: a hex digest never contains ``/``, and an id no column should hold is keyed
+    by its own digest under another tag.
+    """
+    key = "sha256:" + body_sha256
+    if signed_id is None:
+        return key
+    if storable_webhook_id(signed_id) is not None:
+        return f"{key}/id:{signed_id}"
+    raw = signed_id.encode("utf-8", "surrogatepass")
+    return f"{key}/id-sha256:{hashlib.sha256(raw).hexdigest()}"

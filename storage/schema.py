@@ -44,6 +44,9 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     from alembic import command
 
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Building an index on a large table may take longer than a webhook statement may.
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         command.upgrade(_config(connection), revision)  # type: ignore[arg-type]
     return current(engine)
 

@@ -421,7 +421,7 @@ def test_logs_one_json_line_per_verified_delivery(logged_run: LoggedRun) -> None
         if isinstance(record, dict) and record.get("event") == "webhook":
             lines.append(record)
     for webhook_id, outcome in logged_run.verified.items():
-        mine = [line for line in lines if line.get("delivery") == webhook_id]
+        mine = [line for line in lines if line.get("webhook_id") == webhook_id]
         assert len(mine) == 1, f"{webhook_id}: {mine}\n{logged_run.output}"
         assert mine[0]["outcome"] == outcome
         assert "event_type" in mine[0]

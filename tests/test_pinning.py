@@ -308,7 +308,7 @@ def test_secrets_status_shows_construction_and_how_it_was_set(tmp_path: Path) ->
 def test_migration_adds_pins_and_keeps_existing_rows(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """0001 → 0003 on a database holding a delivery: the row stays, pins become available."""
+    """0002 → head on a database holding a delivery: the row stays, pins become available."""
     import uuid
 
     import sqlalchemy as sa
@@ -334,7 +334,7 @@ def test_migration_adds_pins_and_keeps_existing_rows(
             admin.dispose()
 
     try:
-        assert schema.upgrade(engine, "0001") == "0001"
+        assert schema.upgrade(engine, "0002") == "0002"  # the revision before pins
         with transaction(engine) as store:
             store.record_delivery(inbound("msg_old"), outcome="applied", now=NOW)
         assert schema.upgrade(engine) == schema.HEAD

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -23,7 +23,6 @@ from storage.records import (
     StoredState,
     decide,
 )
-from tests.conftest import migrated_sqlite_engine
 from tests.factories import NOW, at, completed, failed, pending
 
 COMPARED = (*DATA_COLUMNS, *ENRICHMENT_COLUMNS)
@@ -144,16 +143,6 @@ def test_completions_with_different_content_end_as_the_newest_in_any_order(
     assert (rows[0]["score"], rows[0]["verdict"]) == (1, None)
 
 
-@pytest.fixture(name="shared_engine", scope="module")
-def fixture_shared_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """One SQLite file for every hypothesis example (each uses its own scoring job ids)."""
-    engine = migrated_sqlite_engine(
-        tmp_path_factory.mktemp("precedence") / "sink.db", synchronous="NORMAL"
-    )
-    yield engine
-    engine.dispose()
-
-
 def _event(kind: str, minute: int) -> ScoringResult:
     """The single event Nova would send for ``kind`` at ``minute``: same input, same content."""
     when = at(minute)
@@ -186,13 +175,14 @@ events = st.lists(
 )
 @given(sequence=events, data=st.data())
 def test_property_final_row_is_order_independent(
-    shared_engine: Engine, sequence: list[ScoringResult], data: st.DataObject
+    engine: Engine, sequence: list[ScoringResult], data: st.DataObject
 ) -> None:
-    """Any sequence of states for one scoring job, reordered, ends in the same stored row."""
+    """Any sequence of states for one scoring job, reordered, ends in the same stored row
+    (on SQLite and PostgreSQL; each example uses scoring job ids of its own)."""
     shuffled = data.draw(st.permutations(sequence), label="order")
     run = uuid.uuid4().hex
-    first = _apply_in_one_transaction(shared_engine, sequence, f"{run}-a")
-    second = _apply_in_one_transaction(shared_engine, shuffled, f"{run}-b")
+    first = _apply_in_one_transaction(engine, sequence, f"{run}-a")
+    second = _apply_in_one_transaction(engine, shuffled, f"{run}-b")
     assert second == first
 
 
@@ -217,7 +207,7 @@ _RANK = {"pending": 0, "failed": 1, "completed": 2}
 )
 @given(sequence=events)
 def test_property_winner_is_highest_rank_then_latest(
-    shared_engine: Engine, sequence: list[ScoringResult]
+    engine: Engine, sequence: list[ScoringResult]
 ) -> None:
     """The stored row is the highest-ranked state, the latest of those (an oracle, not decide)."""
     best = max(_RANK[result.status] for result in sequence)
@@ -225,7 +215,7 @@ def test_property_winner_is_highest_rank_then_latest(
         (result for result in sequence if _RANK[result.status] == best),
         key=lambda result: result.event_at or NOW - timedelta(days=1),
     )
-    row = _apply_in_one_transaction(shared_engine, sequence, uuid.uuid4().hex)
+    row = _apply_in_one_transaction(engine, sequence, uuid.uuid4().hex)
     assert row["status"] == winner.status
     assert (row["completed_at"], row["failed_at"]) == (winner.completed_at, winner.failed_at)
     assert row["score"] == winner.score

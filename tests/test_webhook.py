@@ -6,6 +6,7 @@ Every case asserts the status code and what the database holds afterwards.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -27,10 +28,11 @@ from starlette.testclient import TestClient
 import receiver.app
 from receiver.errors import ConfigError, PayloadError
 from receiver.events import ScoreEvent, parse_event
-from receiver.ingest import Accepted, Writer
+from receiver.ingest import Accepted
 from receiver.logs import configure_logging
 from receiver.settings import Settings
 from receiver.signatures import fingerprint
+from receiver.writer import Writer
 from storage.db import make_engine, transaction
 from storage.errors import SchemaOutOfDate
 from storage.records import InboundDelivery
@@ -67,6 +69,19 @@ def table_counts(count_rows: CountRows) -> dict[str, int]:
 
 def assert_nothing_stored(count_rows: CountRows) -> None:
     assert table_counts(count_rows) == dict.fromkeys(TABLES, 0)
+
+
+def sha(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def hash_key(body: bytes) -> str:
+    """The inbox key of a delivery whose signature does not cover its webhook id."""
+    return "sha256:" + sha(body)
+
+
+def score_event_of_unknown_kind() -> bytes:
+    return encode({"event": "score.rescored", "scoringJobId": "sj_1"})
 
 
 def delivery_rows(engine: Engine) -> list[dict[str, Any]]:
@@ -417,7 +432,8 @@ def test_same_delivery_twice_is_applied_then_duplicate(
     assert post(client, body, headers).json() == {"status": "duplicate"}
     assert result_row(sqlite_engine)["delivery_count"] == 2
     (row,) = delivery_rows(sqlite_engine)
-    assert (row["delivery_key"], row["attempts"], row["outcome"]) == ("msg_1", 2, "applied")
+    assert (row["delivery_key"], row["attempts"], row["outcome"]) == (hash_key(body), 2, "applied")
+    assert (row["webhook_id"], row["body_sha256"]) == ("msg_1", sha(body))
 
 
 def test_same_body_without_webhook_id_is_deduplicated_by_hash(
@@ -428,20 +444,128 @@ def test_same_body_without_webhook_id_is_deduplicated_by_hash(
     post(client, body, signed(body))
     assert post(client, body, signed(body)).json() == {"status": "duplicate"}
     (row,) = delivery_rows(sqlite_engine)
-    assert str(row["delivery_key"]).startswith("sha256:")
+    assert row["delivery_key"] == hash_key(body)
     assert (row["webhook_id"], row["attempts"]) == (None, 2)
 
 
-def test_portal_resend_with_new_webhook_id_is_a_duplicate_with_its_own_row(
+def test_replays_under_fresh_unsigned_ids_add_attempts_not_rows(
     client: TestClient, sqlite_engine: Engine
 ) -> None:
-    """A manual re-send carries a new id: result duplicate, a second inbox row."""
+    """One body-only-signed body replayed under 20 made-up ids: one row, 20 attempts."""
+    body = score_completed()
+    for n in range(20):
+        post(client, body, signed(body, webhook_id=f"replay_{n}"))
+    (row,) = delivery_rows(sqlite_engine)
+    assert (row["delivery_key"], row["attempts"], row["webhook_id"]) == (
+        hash_key(body),
+        20,
+        "replay_0",
+    )
+    assert result_row(sqlite_engine)["delivery_count"] == 20
+
+
+def test_same_id_with_another_body_gets_its_own_flagged_row(
+    client: TestClient, sqlite_engine: Engine
+) -> None:
+    """Same X-Webhook-Id, different body: answered and stored in a row of its own, flagged."""
+    first, second = score_completed("sj_1"), score_event_of_unknown_kind()
+    assert post(client, first, signed(first, webhook_id="msg_1")).json() == {"status": "applied"}
+    answer = post(client, second, signed(second, webhook_id="msg_1")).json()
+    assert answer == {"status": "stored-unparsed"}
+    rows = delivery_rows(sqlite_engine)
+    assert [(bytes(r["raw_body"]), r["webhook_id"], r["webhook_id_reused"]) for r in rows] == [
+        (first, "msg_1", False),
+        (second, "msg_1", True),
+    ]
+
+
+def test_id_spelled_like_a_hash_key_stays_out_of_the_hash_namespace(
+    make_app: Callable[..., Starlette], sqlite_engine: Engine
+) -> None:
+    """An id spelled ``sha256:<hash of another body>`` neither joins nor shadows that row.
+
+    Two secrets, each pinned to its own construction: body-only, and id.timestamp.body.
+    """
+    victim, other = score_completed("sj_1"), score_completed("sj_2")
+    with TestClient(make_app(secrets=f"{SECRET},{SECOND_SECRET}")) as client:
+        post(client, victim, signed(victim))
+        post(client, other, signed(other, webhook_id=hash_key(victim)))
+        timestamped = signed(
+            other,
+            secret=SECOND_SECRET,
+            webhook_id=hash_key(victim),
+            construction="id.timestamp.body",
+            timestamp=NOW,
+        )
+        assert post(client, other, timestamped).status_code == 200
+    rows = {r["delivery_key"]: r for r in delivery_rows(sqlite_engine)}
+    assert rows[hash_key(victim)]["attempts"] == 1
+    assert rows[hash_key(other)]["attempts"] == 1
+    assert rows[f"{hash_key(other)}/id:{hash_key(victim)}"]["attempts"] == 1
+    assert len(rows) == 3
+
+
+def test_signed_webhook_ids_split_rows_and_retries_add_attempts(
+    client: TestClient, sqlite_engine: Engine
+) -> None:
+    """Where the signature covers the id, a new id is a new row and a retry an attempt."""
+    body = score_completed()
+
+    def send(webhook_id: str) -> Any:
+        headers = signed(
+            body, webhook_id=webhook_id, construction="id.timestamp.body", timestamp=NOW
+        )
+        return post(client, body, headers).json()
+
+    assert [send("msg_1"), send("msg_1"), send("msg_2")] == [
+        {"status": "applied"},
+        {"status": "duplicate"},
+        {"status": "duplicate"},
+    ]
+    rows = delivery_rows(sqlite_engine)
+    assert [(r["delivery_key"], r["attempts"], r["webhook_id_reused"]) for r in rows] == [
+        (f"{hash_key(body)}/id:msg_1", 2, False),
+        (f"{hash_key(body)}/id:msg_2", 1, False),
+    ]
+
+
+def test_inbox_identity_holds_on_both_databases(
+    engine: Engine, make_app: Callable[..., Starlette]
+) -> None:
+    """SQLite and PostgreSQL: replays under made-up ids add attempts; a reused id with
+    another body gets its own flagged row; a signed id splits rows."""
+    body, other = score_completed("sj_1"), score_completed("sj_2")
+    # Two secrets, each pinned to its own construction: body-only, and id.timestamp.body.
+    with TestClient(make_app(engine=engine, secrets=f"{SECRET},{SECOND_SECRET}")) as client:
+        for n in range(3):
+            post(client, body, signed(body, webhook_id=f"replay_{n}"))
+        post(client, other, signed(other, webhook_id="replay_0"))
+        id_signed = signed(
+            body,
+            secret=SECOND_SECRET,
+            webhook_id="m",
+            construction="id.timestamp.body",
+            timestamp=NOW,
+        )
+        assert post(client, body, id_signed).status_code == 200
+    rows = {r["delivery_key"]: r for r in delivery_rows(engine)}
+    assert {k: (r["attempts"], r["webhook_id_reused"]) for k, r in rows.items()} == {
+        hash_key(body): (3, False),
+        hash_key(other): (1, True),
+        f"{hash_key(body)}/id:m": (1, False),
+    }
+    assert bytes(rows[hash_key(other)]["raw_body"]) == other
+
+
+def test_portal_resend_with_new_unsigned_webhook_id_is_a_duplicate_attempt(
+    client: TestClient, sqlite_engine: Engine
+) -> None:
+    """A manual re-send under a new, unsigned id: result duplicate, one more attempt."""
     body = score_completed()
     assert post(client, body, signed(body, webhook_id="msg_1")).json() == {"status": "applied"}
     assert post(client, body, signed(body, webhook_id="msg_2")).json() == {"status": "duplicate"}
-    rows = delivery_rows(sqlite_engine)
-    assert [(r["delivery_key"], r["attempts"]) for r in rows] == [("msg_1", 1), ("msg_2", 1)]
-    assert [r["outcome"] for r in rows] == ["applied", "duplicate"]
+    (row,) = delivery_rows(sqlite_engine)
+    assert (row["attempts"], row["outcome"], row["webhook_id"]) == (2, "applied", "msg_1")
     assert result_row(sqlite_engine)["delivery_count"] == 2
 
 
@@ -483,7 +607,7 @@ def test_hostile_webhook_id_never_500(
     assert (response.status_code, response.json()) == (200, {"status": "applied"})
     (row,) = delivery_rows(sqlite_engine)
     assert row["webhook_id"] is None
-    assert str(row["delivery_key"]).startswith("id-sha256:")
+    assert row["delivery_key"] == hash_key(body)
 
 
 @pytest.mark.parametrize("value", HOSTILE, ids=["crlf", "nul", "latin1", "ansi", "long"])

@@ -11,14 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from receiver.ingest import RECORDED, STORED_UNPARSED
 from receiver.ui import charts, views
 from receiver.ui.paging import BadParameter, choice, decode_cursor, encode_cursor, only
-from storage.records import Outcome
+from receiver.vocabulary import WebhookStatus
 from storage.store import Store
 
 STATUSES = ("pending", "completed", "failed")
-OUTCOMES = (*(o.value for o in Outcome), RECORDED, STORED_UNPARSED)
+OUTCOMES = tuple(status.value for status in WebhookStatus)
 BATCHES_PER_PAGE = 25
 RESULTS_PER_PAGE = 100
 DELIVERIES_PER_PAGE = 25

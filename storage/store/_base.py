@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +17,11 @@ class StoreBase:
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
         self._dialect = conn.dialect.name
+
+    def _id_list(self, ids: Sequence[str]) -> Any:
+        """One parameter holding a list of ids: a JSON array for SQLite's ``json_each``, a
+        list (an array) for PostgreSQL's ``= ANY``. One statement text for any count."""
+        return list(ids) if self._dialect == "postgresql" else json.dumps(list(ids))
 
     def _insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT, which knows ``ON CONFLICT``."""

@@ -13,7 +13,7 @@ from storage.records import (
     InboundDelivery,
 )
 from storage.store._base import StoreBase
-from storage.store.dialect import delivery_upsert
+from storage.store.dialect import DELIVERY_COLUMNS, delivery_upsert, hot_sql
 from storage.store.tables import DELIVERIES, d
 
 
@@ -21,6 +21,7 @@ class InboxQueries(StoreBase):
     def record_delivery(self, delivery: InboundDelivery, *, outcome: str, now: datetime) -> bool:
         """Keep one row per delivery key and count attempts; True when the row is new."""
         params = _delivery_params(delivery, outcome, now)
+        params["webhook_id_reused"] = bool(self._reused([delivery])[0])
         attempts: int = self.conn.execute(delivery_upsert(self._dialect), params).scalar_one()
         return attempts == 1
 
@@ -32,17 +33,57 @@ class InboxQueries(StoreBase):
         Repeats of one delivery key inside the group are folded into one row first: a
         multi-row upsert may not touch the same row twice (PostgreSQL refuses it).
         """
-        folded: dict[str, dict[str, Any]] = {}
-        for delivery, outcome in deliveries:
+        sql = hot_sql(self._dialect)
+        stamp = sql.time(now)
+        reused = self._reused([delivery for delivery, _ in deliveries])
+        folded: dict[str, list[Any]] = {}
+        for (delivery, outcome), flag in zip(deliveries, reused, strict=True):
             row = folded.get(delivery.delivery_key)
             if row is None:
-                folded[delivery.delivery_key] = _delivery_params(delivery, outcome, now)
+                folded[delivery.delivery_key] = [
+                    delivery.delivery_key,
+                    delivery.webhook_id,
+                    delivery.digest(),
+                    flag,
+                    delivery.event,
+                    delivery.scoring_job_id,
+                    delivery.batch_id,
+                    outcome,
+                    delivery.signature_scheme,
+                    delivery.secret_fingerprint,
+                    stamp,
+                    stamp,
+                    1,
+                    delivery.body,
+                ]
             else:
-                row["attempts"] += 1
+                row[_ATTEMPTS] += 1
         if folded:
             # In key order: concurrent writers (other instances) take row locks alike.
-            rows = [folded[key] for key in sorted(folded)]
-            self.conn.execute(delivery_upsert(self._dialect), rows).all()
+            rows = [tuple(folded[key]) for key in sorted(folded)]
+            self.conn.exec_driver_sql(sql.upsert_deliveries, rows)
+
+    def _reused(self, deliveries: Sequence[InboundDelivery]) -> list[bool]:
+        """For each delivery, in order: whether its webhook id came before with another body
+        (stored, or earlier in ``deliveries``). One query for the whole group."""
+        ids = sorted({d.webhook_id for d in deliveries if d.webhook_id is not None})
+        if not ids:
+            return [False] * len(deliveries)
+        seen: dict[str, set[str | None]] = {}
+        for webhook_id, digest in self.conn.exec_driver_sql(
+            hot_sql(self._dialect).deliveries_by_webhook_id, (self._id_list(ids),)
+        ):
+            seen.setdefault(webhook_id, set()).add(digest)
+        flags: list[bool] = []
+        for delivery in deliveries:
+            if delivery.webhook_id is None:
+                flags.append(False)
+                continue
+            digest = delivery.digest()
+            bodies = seen.setdefault(delivery.webhook_id, set())
+            flags.append(bool(bodies - {digest}))
+            bodies.add(digest)
+        return flags
 
     def update_delivery(
         self,
@@ -117,6 +158,9 @@ class InboxQueries(StoreBase):
         return {str(fp): when for fp, when in self.conn.execute(query)}
 
 
+_ATTEMPTS = DELIVERY_COLUMNS.index("attempts")
+
+
 def _delivery_params(delivery: InboundDelivery, outcome: str, now: datetime) -> dict[str, Any]:
     return {
         "delivery_key": delivery.delivery_key,
@@ -131,4 +175,5 @@ def _delivery_params(delivery: InboundDelivery, outcome: str, now: datetime) -> 
         "last_received_at": now,
         "attempts": 1,
         "raw_body": delivery.body,
+        "body_sha256": delivery.digest(),
     }

@@ -22,7 +22,7 @@ from storage.records import (
     merge,
 )
 from storage.store._base import StoreBase
-from storage.store.dialect import job_insert
+from storage.store.dialect import hot_sql, job_insert
 from storage.store.tables import JOBS, b, j, r
 
 
@@ -100,23 +100,37 @@ class ResultQueries(StoreBase):
         """Insert, in one statement, every result whose scoring job is not stored yet.
 
         Returns the ids inserted (each for its first occurrence in ``results``); the
-        others must go through ``apply_result``, which merges by precedence. One multi-row
-        ``INSERT … ON CONFLICT DO NOTHING`` costs far less than one statement per row.
+        others must go through ``apply_result``, which merges by precedence. One
+        prebuilt statement for the group costs far less than one statement per row.
         """
         if not results:
             return set()
-        rows = [
-            {
-                **result.columns(),
-                "source": source,
-                "first_seen_at": now,
-                "updated_at": now,
-                "delivery_count": int(delivered),
-            }
-            for result in results
-        ]
-        inserted = self.conn.execute(job_insert(self._dialect), rows)
-        return {str(scoring_job_id) for (scoring_job_id,) in inserted}
+        sql = hot_sql(self._dialect)
+        first: dict[str, ScoringResult] = {}
+        for result in results:
+            first.setdefault(result.scoring_job_id, result)
+        stamp = sql.time(now)
+        group = (source, stamp, stamp, int(delivered))
+        if sql.returns_inserted:  # PostgreSQL: one INSERT … SELECT FROM unnest(arrays)
+            # Lists, not tuples: psycopg sends a list as an array, a tuple as a record.
+            columns = [list(c) for c in zip(*(sql.job_row(r) for r in first.values()), strict=True)]
+            inserted = self.conn.exec_driver_sql(sql.insert_jobs, (*group, *columns))
+            return {str(scoring_job_id) for (scoring_job_id,) in inserted}
+        # SQLite: BEGIN IMMEDIATE holds the write lock, so what is absent now stays absent
+        # until this transaction commits; an executemany cannot return rows.
+        stored = {
+            str(scoring_job_id)
+            for (scoring_job_id,) in self.conn.exec_driver_sql(
+                sql.existing_jobs, (self._id_list(list(first)),)
+            )
+        }
+        new = [r for key, r in first.items() if key not in stored]
+        if new:
+            rows = [sql.job_row(r) + group for r in new]
+            done = self.conn.exec_driver_sql(sql.insert_jobs, rows)
+            if done.rowcount != len(rows):  # pragma: no cover - only without the write lock
+                raise RuntimeError("results appeared during the transaction")
+        return {r.scoring_job_id for r in new}
 
     def track_pending_jobs(
         self,

@@ -1,0 +1,201 @@
+"""PostgreSQL answers "try again later" instead of stalling, and reads times in UTC.
+
+Every pooled connection gets a lock timeout, a statement timeout and ``TimeZone=UTC``; a
+lock held by another session turns into a 503 while that session still holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from receiver.events import parse_event
+from receiver.ingest import Accepted
+from receiver.writer import Writer
+from storage import schema
+from storage.db import make_engine, transaction
+from storage.errors import StoreUnavailable
+from tests.factories import NOW, completed, inbound, score_completed, signed
+
+pytestmark = pytest.mark.postgres
+
+URL = "/webhooks/nova"
+LATER = "2026-01-15T11:59:00Z"
+
+
+def same_database(engine: Engine, **kwargs: Any) -> Engine:
+    """A second engine on ``engine``'s database and schema, with other timeouts."""
+    return make_engine(engine.url.render_as_string(hide_password=False), **kwargs)
+
+
+@pytest.fixture(name="short_lock_engine")
+def fixture_short_lock_engine(postgres_engine: Engine) -> Iterator[Engine]:
+    """The test's schema, with a lock timeout short enough for a test."""
+    engine = same_database(postgres_engine, lock_timeout_ms=300)
+    yield engine
+    engine.dispose()
+
+
+def lock_row(conn: sa.Connection, scoring_job_id: str) -> None:
+    query = "SELECT 1 FROM scoring_job WHERE scoring_job_id = :id FOR UPDATE"
+    conn.execute(sa.text(query), {"id": scoring_job_id})
+
+
+def test_timeouts_and_utc_hold_on_every_pooled_connection(postgres_engine: Engine) -> None:
+    """Three connections open at once each report the lock/statement timeouts and UTC."""
+    with ExitStack() as stack:
+        conns = [stack.enter_context(postgres_engine.connect()) for _ in range(3)]
+        settings = [
+            tuple(
+                conn.exec_driver_sql(f"SHOW {name}").scalar()
+                for name in ("lock_timeout", "statement_timeout", "TimeZone")
+            )
+            for conn in conns
+        ]
+    assert settings == [("5s", "10s", "UTC")] * 3
+
+
+def test_statement_past_the_statement_timeout_is_unavailable(postgres_engine: Engine) -> None:
+    """A statement cancelled by statement_timeout (57014) is StoreUnavailable, not a crash."""
+    engine = same_database(postgres_engine, statement_timeout_ms=100)
+    try:
+        with pytest.raises(StoreUnavailable), transaction(engine) as store:
+            store.conn.exec_driver_sql("SELECT pg_sleep(5)")
+    finally:
+        engine.dispose()
+
+
+def test_row_locked_elsewhere_is_unavailable_after_the_lock_timeout(
+    short_lock_engine: Engine,
+) -> None:
+    """A result row locked by another session (55P03) is StoreUnavailable while still locked."""
+    with transaction(short_lock_engine) as store:
+        store.apply_result(completed("sj_1"), source="webhook", now=NOW)
+    with short_lock_engine.connect() as other:
+        lock_row(other, "sj_1")
+        with pytest.raises(StoreUnavailable), transaction(short_lock_engine) as store:
+            store.apply_result(completed("sj_1"), source="webhook", now=NOW)
+        assert other.in_transaction()  # the lock was never released meanwhile
+
+
+def test_webhook_answers_503_while_another_session_holds_the_row_lock(
+    short_lock_engine: Engine, make_app: Callable[..., Starlette]
+) -> None:
+    """A row lock held in another session: 503 + Retry-After before it is released; then 200."""
+    with transaction(short_lock_engine) as store:
+        store.apply_result(completed("sj_1"), source="webhook", now=NOW)
+    body = score_completed("sj_1", completed_at=LATER)
+    headers = signed(body, webhook_id="msg_locked")
+    with TestClient(make_app(engine=short_lock_engine)) as client:
+        with short_lock_engine.connect() as other:
+            lock_row(other, "sj_1")
+            response = client.post(URL, content=body, headers=headers)
+            still_locked = other.in_transaction()
+        assert still_locked
+        assert response.status_code == 503
+        assert response.headers["retry-after"].isdigit()
+        again = client.post(URL, content=body, headers=headers)
+    assert (again.status_code, again.json()) == (200, {"status": "applied"})
+
+
+def accepted(scoring_job_id: str, key: str) -> Accepted:
+    body = score_completed(scoring_job_id, completed_at=LATER)
+    return Accepted(inbound(key, body=body, scoring_job_id=scoring_job_id), parse_event(body))
+
+
+def run_behind_a_locked_row(engine: Engine, writer: Writer) -> list[Any]:
+    """Submit a delivery for a locked row, then an unrelated one; answers while still locked."""
+    with transaction(engine) as store:
+        store.apply_result(completed("sj_block"), source="webhook", now=NOW)
+
+    async def both() -> list[Any]:
+        with engine.connect() as other:
+            lock_row(other, "sj_block")
+            stuck = asyncio.ensure_future(writer.submit(accepted("sj_block", "m_block")))
+            await asyncio.sleep(0.1)  # the writer is now waiting on the lock
+            behind = asyncio.ensure_future(writer.submit(accepted("sj_free", "m_free")))
+            # A hang guard only: without a lock timeout nothing is answered until rollback.
+            answers = await asyncio.wait_for(
+                asyncio.gather(stuck, behind, return_exceptions=True), 60
+            )
+            assert other.in_transaction()
+            return list(answers)
+
+    writer.start()
+    try:
+        return asyncio.run(both())
+    finally:
+        writer.stop()
+
+
+def test_delivery_behind_a_stuck_group_is_committed_before_the_lock_is_released(
+    short_lock_engine: Engine,
+) -> None:
+    """The stuck group gets StoreUnavailable at the lock timeout; the next one proceeds."""
+    writer = Writer(short_lock_engine, clock=lambda: NOW)
+    stuck, behind = run_behind_a_locked_row(short_lock_engine, writer)
+    assert isinstance(stuck, StoreUnavailable)
+    assert behind == "applied"
+
+
+def test_delivery_queued_past_the_wait_bound_is_503_without_touching_the_database(
+    short_lock_engine: Engine,
+) -> None:
+    """Queued longer than ``max_wait`` behind a stuck group: StoreUnavailable, nothing stored."""
+    writer = Writer(short_lock_engine, clock=lambda: NOW, max_wait=0.05)
+    stuck, behind = run_behind_a_locked_row(short_lock_engine, writer)
+    assert isinstance(stuck, StoreUnavailable)
+    assert isinstance(behind, StoreUnavailable)
+    with transaction(short_lock_engine, write=False) as store:
+        assert store.get_result("sj_free") is None
+
+
+@pytest.fixture(name="kiritimati_url")
+def fixture_kiritimati_url(postgres_url: str) -> Iterator[str]:
+    """A scratch database whose default time zone is UTC+14, dropped afterwards."""
+    name = f"tz_{uuid.uuid4().hex[:12]}"
+    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        admin.execute(f"ALTER DATABASE {name} SET timezone TO 'Pacific/Kiritimati'")
+    try:
+        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_non_utc_database_stores_and_reads_back_utc(
+    kiritimati_url: str, make_app: Callable[..., Starlette]
+) -> None:
+    """On a database whose time zone is UTC+14, a delivery's completedAt reads back exactly."""
+    with psycopg.connect(kiritimati_url.replace("+psycopg", "")) as plain:
+        assert plain.execute("SHOW TimeZone").fetchone() == ("Pacific/Kiritimati",)
+    engine = make_engine(kiritimati_url)
+    try:
+        schema.upgrade(engine)
+        body = score_completed("sj_tz", completed_at="2000-01-01T00:00:00Z")
+        with TestClient(make_app(engine=engine)) as client:
+            response = client.post(URL, content=body, headers=signed(body, webhook_id="m_tz"))
+        assert response.json() == {"status": "applied"}
+        with transaction(engine, write=False) as store:
+            row = store.get_result("sj_tz")
+            text = store.conn.execute(
+                sa.text("SELECT completed_at::text FROM scoring_job WHERE scoring_job_id = 'sj_tz'")
+            ).scalar_one()
+        assert row is not None
+        assert row["completed_at"] == datetime(2000, 1, 1, tzinfo=UTC)
+        assert text == "2000-01-01 00:00:00+00"
+    finally:
+        engine.dispose()

@@ -455,6 +455,7 @@ def test_track_with_an_unknown_api_fails_with_one_line_and_tracks_nothing(sink: 
 # ---- submit and reconcile against fake Nova ---------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_submit_json_splits_into_batches_of_25_and_prints_rejections(sink: Sink) -> None:
     """30 applications: two batches; the corrupt resumes are listed as rejected."""
@@ -485,6 +486,7 @@ async def test_submit_json_splits_into_batches_of_25_and_prints_rejections(sink:
         assert len(store.list_batches(limit=None)) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_submit_csv_then_reconcile_converges_with_a_json_summary(sink: Sink) -> None:
     """CSV input plus --job-description; reconcile --json: the documented keys, exit 0."""
@@ -529,6 +531,7 @@ async def test_submit_csv_then_reconcile_converges_with_a_json_summary(sink: Sin
     assert text.out.startswith("CONVERGED")
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_reconcile_exits_1_while_gaps_remain(sink: Sink) -> None:
     """Nova has not finished scoring: reconcile reports the gaps and exits 1."""

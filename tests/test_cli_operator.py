@@ -220,6 +220,7 @@ def test_purge_dry_run_counts_and_drops_nothing(cli: InProcessCli, engine: Engin
 # ---- item 7: test sends and untrack -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_test_batch_completed_never_makes_reconcile_fail(
     cli: InProcessCli, engine: Engine
@@ -400,6 +401,7 @@ async def send(cli: InProcessCli, engine: Engine, *args: str) -> list[dict[str, 
     return [json.loads(line) for line in ran.out.splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_send_test_webhook_repeat_shows_the_duplicate_and_the_ids_sent(
     cli: InProcessCli, engine: Engine
@@ -414,6 +416,7 @@ async def test_send_test_webhook_repeat_shows_the_duplicate_and_the_ids_sent(
     assert len({s["webhook_id"] for s in sent}) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_send_test_webhook_data_sends_a_custom_payload_with_the_given_id(
     cli: InProcessCli, engine: Engine, tmp_path: Path

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cli_helpers import NOVA_SINK, Ran, run_cli_subprocess
 from tests.servers import (
     SECRET,
     Server,
@@ -38,19 +38,11 @@ from tests.servers import (
 
 pytestmark = pytest.mark.slow
 
-NOVA_SINK = Path(sys.executable).parent / "nova-sink"
 API_KEY = "sk_test_x"
 TENANT = "t"
 WRONG_SECRET = "whsec_notTheReceiversSecret0123456"
 DEADLINE_SECONDS = 20.0
 POLL_SECONDS = 0.1
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 @dataclass(frozen=True)
@@ -62,19 +54,9 @@ class FakeNovaServer:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def run_cli(cwd: Path, *args: str, database_url: str, **env: str) -> Result:
+def run_cli(cwd: Path, *args: str, database_url: str, **env: str) -> Ran:
     """Run ``nova-sink *args`` to completion with only the receiver's settings plus ``env``."""
-    proc = subprocess.run(
-        [str(NOVA_SINK), *args],
-        cwd=cwd,
-        env=server_env(database_url, **env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    return run_cli_subprocess(cwd, *args, env=server_env(database_url, **env))
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE_SECONDS) -> None:

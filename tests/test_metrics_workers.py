@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -12,9 +11,9 @@ import pytest
 
 from receiver.demo import free_port
 from receiver.metrics import prepare_multiprocess_dir
+from tests.cli_helpers import NOVA_SINK
 from tests.servers import SECRET, Server, migrated_database, score_completed, server_env
 
-NOVA_SINK = Path(sys.executable).parent / "nova-sink"
 DELIVERIES = 12
 SCRAPES = 8
 _APPLIED = re.compile(

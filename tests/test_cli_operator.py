@@ -491,6 +491,8 @@ def test_deliveries_tail_prints_the_last_lines_oldest_first(
     assert [line.split("\t")[6] for line in lines[1:]] == ["d1", "d2"]
 
 
+# slow: tail polls until its 3 s --timeout: seconds of wall time, kept out of the inner loop.
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_deliveries_tail_shows_a_delivery_that_arrives_while_it_runs(
     cli: InProcessCli, engine: Engine

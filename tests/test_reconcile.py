@@ -408,6 +408,8 @@ async def test_server_errors_are_retried_and_counted_and_the_run_converges(
     assert compared(engine, fake).converged
 
 
+# slow: the rate limiter really waits: seconds of wall time, kept out of the inner loop.
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_rate_limited_bursts_are_waited_out_and_the_run_converges(engine: Engine) -> None:
     """Nova allows fewer requests than the client sends: 429s honour Retry-After."""

@@ -2,8 +2,9 @@
 
 ``scrubbed_env`` is the parent's environment minus every nova-sink setting (a developer's
 shell must never leak its ``DATABASE_URL`` or secrets into a test), plus what the test sets.
-``run_cli_subprocess`` runs the installed console script with it and checks that no secret
-the test names appears on stdout or stderr. Most CLI tests run in process instead
+``run_cli_subprocess`` runs the installed console script with it to completion and checks
+that no secret the test names appears on stdout or stderr; ``start_cli_process`` starts a
+long-running one (``serve``, ``fake-nova``). Most CLI tests run in process instead
 (``tests.cli_inproc.InProcessCli``); the subprocess is for what only a real process shows
 (the console script starts, exit codes through ``sys.exit``, signals), and is ``slow``.
 """
@@ -83,3 +84,21 @@ def run_cli_subprocess(
     ran = Ran(proc.returncode, proc.stdout, proc.stderr)
     assert_no_secret(ran, secrets, args)
     return ran
+
+
+def start_cli_process(
+    cwd: Path, *args: str, env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Start a long-running ``nova-sink *args`` (serve, fake-nova) in its own session, so
+    that a test can signal its whole process group. Output goes to ``log_path``, never a
+    pipe: a full pipe nobody reads would block the server."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [str(NOVA_SINK), *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

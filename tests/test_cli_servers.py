@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cli_helpers import NOVA_SINK, Ran, run_cli_subprocess
+from tests.cli_helpers import Ran, run_cli_subprocess, start_cli_process
 from tests.servers import (
     SECRET,
     Server,
@@ -76,7 +75,6 @@ def running_fake_nova(
     """``nova-sink fake-nova`` on a free port, answering; its process group is killed after."""
     port = free_port()
     args = [
-        str(NOVA_SINK),
         "fake-nova",
         "--port",
         str(port),
@@ -92,17 +90,9 @@ def running_fake_nova(
         str(drop),
     ]
     log_path = tmp_path / f"fake-nova-{port}.log"
-    with log_path.open("wb") as log:
-        # Output to a file, not a pipe nobody reads (a full pipe would block the server).
-        proc = subprocess.Popen(
-            args,
-            cwd=tmp_path,
-            env=server_env("sqlite:///unused.db"),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_cli_process(
+        tmp_path, *args, env=server_env("sqlite:///unused.db"), log_path=log_path
+    )
     server = FakeNovaServer(f"http://127.0.0.1:{port}", log_path)
     try:
         with httpx.Client(base_url=server.base_url, timeout=1.0) as client:

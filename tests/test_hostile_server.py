@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.cli_helpers import NOVA_SINK, scrubbed_env
+from tests.cli_helpers import scrubbed_env, start_cli_process
 from tests.servers import (
     SECRET,
     Server,
@@ -152,16 +152,9 @@ def fixture_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     port = free_port()
     env = scrubbed_env(NOVA_WEBHOOK_SECRETS=SECRET, DATABASE_URL=url, LOG_FORMAT="json")
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(NOVA_SINK), "serve", "--port", str(port), "--workers", "2"],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_cli_process(
+        tmp_path, "serve", "--port", str(port), "--workers", "2", env=env, log_path=log_path
+    )
     server = Server(proc, port, log_path, url, workers=2)
     try:
         server.wait_until_healthy()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -11,7 +10,7 @@ import pytest
 
 from receiver.demo import free_port
 from receiver.metrics import prepare_multiprocess_dir
-from tests.cli_helpers import NOVA_SINK
+from tests.cli_helpers import start_cli_process
 from tests.servers import SECRET, Server, migrated_database, score_completed, server_env
 
 DELIVERIES = 12
@@ -25,16 +24,16 @@ def serve(tmp_path: Path, database_url: str, workers: int) -> Server:
     port = free_port()
     log_path = tmp_path / f"serve-{port}.log"
     env = server_env(database_url, secret=SECRET)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(NOVA_SINK), "serve", "--port", str(port), "--workers", str(workers)],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_cli_process(
+        tmp_path,
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        env=env,
+        log_path=log_path,
+    )
     return Server(proc, port, log_path, database_url, workers=workers)
 
 

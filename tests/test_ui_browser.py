@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -26,7 +25,7 @@ import httpx
 import pytest
 
 from receiver.ui import auth
-from tests.cli_helpers import NOVA_SINK, Ran, run_cli_subprocess
+from tests.cli_helpers import Ran, run_cli_subprocess, start_cli_process
 from tests.servers import (
     SECRET,
     Server,
@@ -90,7 +89,6 @@ def fake_nova(workdir: Path, deliver_to: str) -> Iterator[str]:
     """``nova-sink fake-nova`` on a free port; its process group is killed afterwards."""
     port = free_port()
     args = [
-        str(NOVA_SINK),
         "fake-nova",
         "--port",
         str(port),
@@ -110,16 +108,9 @@ def fake_nova(workdir: Path, deliver_to: str) -> Iterator[str]:
         str(DROP),
     ]
     log_path = workdir / f"fake-nova-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            args,
-            cwd=workdir,
-            env=server_env("sqlite:///unused.db"),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_cli_process(
+        workdir, *args, env=server_env("sqlite:///unused.db"), log_path=log_path
+    )
     base_url = f"http://127.0.0.1:{port}"
     try:
 

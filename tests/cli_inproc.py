@@ -9,43 +9,34 @@ restores the process's structlog configuration afterwards.
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 import structlog
 
 from receiver.cli import run
+from tests.cli_helpers import OWN_PREFIXES, Ran, assert_no_secret
+
+__all__ = [
+    "API_KEY",
+    "SECRETS",
+    "SINK_KEY",
+    "TENANT",
+    "WEBHOOK_SECRET",
+    "InProcessCli",
+    "Ran",
+    "default_env",
+]
 
 WEBHOOK_SECRET = "whsec_inproc_primary_secret_0123456"
 API_KEY = "sk_test_inproc_api_key_9f8e7d"
 SINK_KEY = "sink-inproc-read-key-0123456789abcdef"
 SECRETS = (WEBHOOK_SECRET, API_KEY, SINK_KEY)
 TENANT = "acme-corp"
-_OWN_PREFIXES = ("NOVA_", "DATABASE_URL", "SQLITE_", "LOG_", "WEBHOOK_", "SINK_", "PROMETHEUS_")
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        """stdout parsed whole: it must be nothing but one JSON document."""
-        return json.loads(self.out)
-
-    @property
-    def error_line(self) -> str:
-        """The one stderr line of a failure (asserts there is exactly one, no traceback)."""
-        lines = self.err.strip().splitlines()
-        assert len(lines) == 1, self.err
-        assert "Traceback" not in self.err
-        return lines[0]
 
 
 @dataclass
@@ -54,6 +45,7 @@ class InProcessCli:
     monkeypatch: pytest.MonkeyPatch
     tmp_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    secrets: Sequence[str] = SECRETS
 
     def __call__(self, *args: str, input: str = "", **env: str) -> Ran:
         """Run ``nova-sink *args``; ``env`` adds or (with "") removes variables."""
@@ -61,7 +53,7 @@ class InProcessCli:
         self.capsys.readouterr()
         with self.monkeypatch.context() as patch:
             for name in list(os.environ):
-                if name.startswith(_OWN_PREFIXES):
+                if name.startswith(OWN_PREFIXES):
                     patch.delenv(name)
             for name, value in merged.items():
                 if value != "":
@@ -76,10 +68,9 @@ class InProcessCli:
             finally:
                 structlog.configure(**saved)
         out, err = self.capsys.readouterr()
-        for secret in SECRETS:
-            assert secret not in out, f"{secret!r} leaked on stdout of {args}"
-            assert secret not in err, f"{secret!r} leaked on stderr of {args}"
-        return Ran(code, out, err)
+        ran = Ran(code, out, err)
+        assert_no_secret(ran, self.secrets, args)
+        return ran
 
 
 def default_env(database_url: str, **extra: str) -> dict[str, str]:

@@ -29,6 +29,7 @@ from receiver.serving import free_port
 from receiver.signatures import sign
 from storage import schema
 from storage.db import make_engine
+from tests.cli_helpers import scrubbed_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_e2eSecretForTests0123456789"
@@ -39,8 +40,6 @@ WEBHOOK_PATH = "/webhooks/nova"
 CLEAN_EXITS = (0, -signal.SIGTERM)
 
 _STARTED = "Application startup complete."
-# Settings the receiver reads; a developer's shell must not leak them into a test server.
-_OWN_PREFIXES = ("NOVA_", "DATABASE_URL", "SQLITE_", "LOG_", "WEBHOOK_", "SINK_")
 
 
 def sqlite_url(path: Path) -> str:
@@ -60,15 +59,13 @@ def migrated_database(path: Path) -> str:
 
 def server_env(database_url: str, *, secret: str = SECRET, **extra: str) -> dict[str, str]:
     """The environment of a test server: the parent's, minus nova-sink settings, plus ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
-    env.update(
-        NOVA_WEBHOOK_SECRETS=secret,
-        DATABASE_URL=database_url,
-        LOG_FORMAT="json",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
+    settings = {
+        "NOVA_WEBHOOK_SECRETS": secret,
+        "DATABASE_URL": database_url,
+        "LOG_FORMAT": "json",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return scrubbed_env(**{**settings, **extra})
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""The ``nova-sink`` command line, run as the installed console script in a subprocess.
+"""The ``nova-sink`` command line, run in process (``receiver.cli.run``).
 
 Each command runs in ``tmp_path`` (no stray ``.env``) with an environment that holds only
-what the test sets. Every invocation goes through ``cli()``, which also checks that no
+what the test sets. Every invocation goes through ``InProcessCli``, which also checks that no
 configured secret (webhook secrets, API key, read-token key) ever appears in the output.
-Commands that talk to Nova get a fake Nova served by uvicorn on a loopback port.
+Commands that talk to Nova get a fake Nova served by uvicorn on a loopback port. The
+installed console script itself is exercised by ``tests/test_cli_process.py``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ import asyncio
 import csv
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,9 +33,9 @@ from receiver.settings import Settings
 from receiver.signatures import fingerprint
 from storage.db import make_engine, transaction
 from storage.records import BatchState, InboundDelivery, RejectedApplication, ScoringResult
+from tests.cli_inproc import InProcessCli, Ran
 from tests.servers import free_port, migrated_database
 
-NOVA_SINK = Path(sys.executable).parent / "nova-sink"
 WEBHOOK_SECRET = "whsec_cli_primary_secret_abcdef0123"
 ROTATED_SECRET = "whsec_cli_rotated_secret_456789fedc"
 API_KEY = "sk_test_cli_api_key_7c1d2e"
@@ -73,83 +71,43 @@ SUMMARY_KEYS = {
     "gaps_remaining",
     "converged",
 }
-_OWN_PREFIXES = ("NOVA_", "DATABASE_URL", "SQLITE_", "LOG_", "WEBHOOK_", "SINK_")
 
 
 @dataclass
 class Sink:
-    """A migrated SQLite file, its engine, and the environment the CLI runs with."""
+    """A migrated SQLite file, its engine, and the in-process CLI configured for it."""
 
     tmp_path: Path
     url: str
     engine: Engine
-    env: dict[str, str]
+    cli: InProcessCli
 
-    def run(self, *args: str, input: str | None = None, **env: str) -> Result:
+    def run(self, *args: str, input: str = "", **env: str) -> Ran:
         """Run ``nova-sink *args``; ``env`` adds or (with "") removes variables."""
-        merged = {**self.env, **env}
-        merged = {k: v for k, v in merged.items() if v != ""}
-        return cli(self.tmp_path, *args, env=merged, input=input)
+        return self.cli(*args, input=input, **env)
 
-    async def arun(self, *args: str, **env: str) -> Result:
-        """``run`` from an async test, keeping its event loop (and servers) running."""
+    async def arun(self, *args: str, **env: str) -> Ran:
+        """``run`` from an async test: the CLI runs its own event loop in a thread, beside
+        the test's loop (and the servers it runs)."""
         return await asyncio.to_thread(self.run, *args, **env)
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    @property
-    def error_line(self) -> str:
-        """The one stderr line of a failure (asserts there is exactly one)."""
-        lines = self.err.strip().splitlines()
-        assert len(lines) == 1, self.err
-        assert "Traceback" not in self.err
-        return lines[0]
-
-
-def base_env(**extra: str) -> dict[str, str]:
-    """The parent's environment minus every nova-sink setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
-    env.update(COLUMNS="200", LOG_FORMAT="json", **extra)
-    return env
-
-
-def cli(cwd: Path, *args: str, env: dict[str, str], input: str | None = None) -> Result:
-    proc = subprocess.run(
-        [str(NOVA_SINK), *args],
-        cwd=cwd,
-        env=env,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    for secret in SECRETS:
-        assert secret not in proc.stdout, f"{secret!r} leaked on stdout of {args}"
-        assert secret not in proc.stderr, f"{secret!r} leaked on stderr of {args}"
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
 @pytest.fixture(name="sink")
-def fixture_sink(tmp_path: Path) -> Iterator[Sink]:
+def fixture_sink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Sink]:
     url = migrated_database(tmp_path / "sink.db")
     engine = make_engine(url)
-    env = base_env(
-        DATABASE_URL=url,
-        NOVA_WEBHOOK_SECRETS=f"{WEBHOOK_SECRET},{ROTATED_SECRET}",
-        NOVA_API_KEY=API_KEY,
-        NOVA_TENANT_ID=TENANT,
-        SINK_SECRET_KEY=SINK_KEY,
-    )
-    yield Sink(tmp_path, url, engine, env)
+    env = {
+        "DATABASE_URL": url,
+        "NOVA_WEBHOOK_SECRETS": f"{WEBHOOK_SECRET},{ROTATED_SECRET}",
+        "NOVA_API_KEY": API_KEY,
+        "NOVA_TENANT_ID": TENANT,
+        "SINK_SECRET_KEY": SINK_KEY,
+        "COLUMNS": "200",
+        "LOG_FORMAT": "json",
+    }
+    yield Sink(tmp_path, url, engine, InProcessCli(capsys, monkeypatch, tmp_path, env, SECRETS))
     engine.dispose()
 
 
@@ -497,6 +455,7 @@ def test_track_with_an_unknown_api_fails_with_one_line_and_tracks_nothing(sink: 
 # ---- submit and reconcile against fake Nova ---------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_submit_json_splits_into_batches_of_25_and_prints_rejections(sink: Sink) -> None:
     """30 applications: two batches; the corrupt resumes are listed as rejected."""
@@ -527,6 +486,7 @@ async def test_submit_json_splits_into_batches_of_25_and_prints_rejections(sink:
         assert len(store.list_batches(limit=None)) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_submit_csv_then_reconcile_converges_with_a_json_summary(sink: Sink) -> None:
     """CSV input plus --job-description; reconcile --json: the documented keys, exit 0."""
@@ -571,6 +531,7 @@ async def test_submit_csv_then_reconcile_converges_with_a_json_summary(sink: Sin
     assert text.out.startswith("CONVERGED")
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_reconcile_exits_1_while_gaps_remain(sink: Sink) -> None:
     """Nova has not finished scoring: reconcile reports the gaps and exits 1."""
@@ -758,7 +719,7 @@ def test_secrets_status_shows_fingerprints_and_last_use_never_the_secret(sink: S
     assert rows[0]["last_verified"] is None
     assert rows[1]["last_verified"].startswith("2026-03-01T09:00:00")
     assert fingerprint(ROTATED_SECRET) in table.out
-    # cli() has checked that neither secret appears in any output.
+    # InProcessCli has checked that neither secret appears in any output.
 
 
 def test_erase_also_removes_a_stored_unparsed_delivery_about_the_application(sink: Sink) -> None:

@@ -42,6 +42,7 @@ def statuses(cli_out: str) -> dict[str, str]:
     return rows
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_ready_installation_passes_every_check(cli: InProcessCli) -> None:
     """Settings, database, secrets, read key and an accepted API key: five ok lines, exit 0."""
@@ -58,6 +59,7 @@ async def test_a_ready_installation_passes_every_check(cli: InProcessCli) -> Non
     }
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_refused_api_key_fails_the_nova_check(cli: InProcessCli) -> None:
     """Nova answers 401 to the key: the nova api line says FAIL and the exit code is 1."""

@@ -81,6 +81,7 @@ FAULTS = {
 # ---- item 1: --json is JSON whatever Nova does -----------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.usefixtures("no_retry_waits", "unconfigured_logging")
 @pytest.mark.parametrize("fault", ["5xx", "429", "unreachable"])
@@ -105,6 +106,7 @@ async def test_reconcile_json_stays_pure_json_while_requests_are_retried(
     assert "stamina.retry_scheduled" in ran.err
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.usefixtures("no_retry_waits", "unconfigured_logging")
 async def test_submit_json_stays_pure_json_while_requests_are_retried(cli: InProcessCli) -> None:
@@ -122,6 +124,7 @@ async def test_submit_json_stays_pure_json_while_requests_are_retried(cli: InPro
     assert "stamina.retry_scheduled" in ran.err
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.usefixtures("no_retry_waits", "unconfigured_logging")
 @pytest.mark.parametrize("fault", ["5xx", "429", "unreachable"])
@@ -148,6 +151,7 @@ async def test_a_submit_that_nova_never_accepts_prints_nothing_on_stdout(
 # ---- item 2: one compact line ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_reconcile_json_is_one_line_so_appending_runs_makes_json_lines(
     cli: InProcessCli,

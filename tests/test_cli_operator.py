@@ -220,6 +220,7 @@ def test_purge_dry_run_counts_and_drops_nothing(cli: InProcessCli, engine: Engin
 # ---- item 7: test sends and untrack -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_test_batch_completed_never_makes_reconcile_fail(
     cli: InProcessCli, engine: Engine
@@ -400,6 +401,7 @@ async def send(cli: InProcessCli, engine: Engine, *args: str) -> list[dict[str, 
     return [json.loads(line) for line in ran.out.splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_send_test_webhook_repeat_shows_the_duplicate_and_the_ids_sent(
     cli: InProcessCli, engine: Engine
@@ -414,6 +416,7 @@ async def test_send_test_webhook_repeat_shows_the_duplicate_and_the_ids_sent(
     assert len({s["webhook_id"] for s in sent}) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_send_test_webhook_data_sends_a_custom_payload_with_the_given_id(
     cli: InProcessCli, engine: Engine, tmp_path: Path
@@ -488,6 +491,8 @@ def test_deliveries_tail_prints_the_last_lines_oldest_first(
     assert [line.split("\t")[6] for line in lines[1:]] == ["d1", "d2"]
 
 
+# slow: tail polls until its 3 s --timeout: seconds of wall time, kept out of the inner loop.
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_deliveries_tail_shows_a_delivery_that_arrives_while_it_runs(
     cli: InProcessCli, engine: Engine

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cli_helpers import Ran, run_cli_subprocess, start_cli_process
 from tests.servers import (
     SECRET,
     Server,
@@ -38,19 +37,11 @@ from tests.servers import (
 
 pytestmark = pytest.mark.slow
 
-NOVA_SINK = Path(sys.executable).parent / "nova-sink"
 API_KEY = "sk_test_x"
 TENANT = "t"
 WRONG_SECRET = "whsec_notTheReceiversSecret0123456"
 DEADLINE_SECONDS = 20.0
 POLL_SECONDS = 0.1
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 @dataclass(frozen=True)
@@ -62,19 +53,9 @@ class FakeNovaServer:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def run_cli(cwd: Path, *args: str, database_url: str, **env: str) -> Result:
+def run_cli(cwd: Path, *args: str, database_url: str, **env: str) -> Ran:
     """Run ``nova-sink *args`` to completion with only the receiver's settings plus ``env``."""
-    proc = subprocess.run(
-        [str(NOVA_SINK), *args],
-        cwd=cwd,
-        env=server_env(database_url, **env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    return run_cli_subprocess(cwd, *args, env=server_env(database_url, **env))
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE_SECONDS) -> None:
@@ -94,7 +75,6 @@ def running_fake_nova(
     """``nova-sink fake-nova`` on a free port, answering; its process group is killed after."""
     port = free_port()
     args = [
-        str(NOVA_SINK),
         "fake-nova",
         "--port",
         str(port),
@@ -110,17 +90,9 @@ def running_fake_nova(
         str(drop),
     ]
     log_path = tmp_path / f"fake-nova-{port}.log"
-    with log_path.open("wb") as log:
-        # Output to a file, not a pipe nobody reads (a full pipe would block the server).
-        proc = subprocess.Popen(
-            args,
-            cwd=tmp_path,
-            env=server_env("sqlite:///unused.db"),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_cli_process(
+        tmp_path, *args, env=server_env("sqlite:///unused.db"), log_path=log_path
+    )
     server = FakeNovaServer(f"http://127.0.0.1:{port}", log_path)
     try:
         with httpx.Client(base_url=server.base_url, timeout=1.0) as client:

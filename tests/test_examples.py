@@ -27,6 +27,7 @@ def fixture_cli(
     return InProcessCli(capsys, monkeypatch, tmp_path, default_env(url))
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     "args",

@@ -7,20 +7,18 @@ Abandoned uploads are counted and quiet, every log line is one JSON object under
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.cli_helpers import scrubbed_env, start_cli_process
 from tests.servers import (
     SECRET,
     Server,
@@ -33,7 +31,6 @@ from tests.servers import (
 pytestmark = pytest.mark.slow
 
 ABANDONED = 5
-_OWN_PREFIXES = ("NOVA_", "DATABASE_URL", "SQLITE_", "LOG_", "WEBHOOK_", "SINK_")
 
 
 def raw_exchange(port: int, data: bytes, *, read: bool = True) -> bytes:
@@ -146,8 +143,6 @@ def test_every_log_line_is_one_json_object(hostile_run: HostileRun) -> None:
 
 # ---- nova-sink serve: request heads are bounded -----------------------------------------------
 
-NOVA_SINK = Path(sys.executable).parent / "nova-sink"
-
 
 @pytest.fixture(name="served", scope="module")
 def fixture_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -155,19 +150,11 @@ def fixture_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     tmp_path = tmp_path_factory.mktemp("serve")
     url = migrated_database(tmp_path / "sink.db")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
-    env.update(NOVA_WEBHOOK_SECRETS=SECRET, DATABASE_URL=url, LOG_FORMAT="json")
+    env = scrubbed_env(NOVA_WEBHOOK_SECRETS=SECRET, DATABASE_URL=url, LOG_FORMAT="json")
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(NOVA_SINK), "serve", "--port", str(port), "--workers", "2"],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_cli_process(
+        tmp_path, "serve", "--port", str(port), "--workers", "2", env=env, log_path=log_path
+    )
     server = Server(proc, port, log_path, url, workers=2)
     try:
         server.wait_until_healthy()

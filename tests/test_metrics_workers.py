@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -12,9 +10,9 @@ import pytest
 
 from receiver.metrics import prepare_multiprocess_dir
 from receiver.serving import free_port
+from tests.cli_helpers import start_cli_process
 from tests.servers import SECRET, Server, migrated_database, score_completed, server_env
 
-NOVA_SINK = Path(sys.executable).parent / "nova-sink"
 DELIVERIES = 12
 SCRAPES = 8
 _APPLIED = re.compile(
@@ -26,16 +24,16 @@ def serve(tmp_path: Path, database_url: str, workers: int) -> Server:
     port = free_port()
     log_path = tmp_path / f"serve-{port}.log"
     env = server_env(database_url, secret=SECRET)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(NOVA_SINK), "serve", "--port", str(port), "--workers", str(workers)],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_cli_process(
+        tmp_path,
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        env=env,
+        log_path=log_path,
+    )
     return Server(proc, port, log_path, database_url, workers=workers)
 
 

@@ -8,9 +8,6 @@ Holding one captured timestamp-signed delivery, an attacker drops the timestamp 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +22,7 @@ from receiver.errors import SignatureError
 from receiver.pinning import PinPolicy, describe
 from receiver.signatures import TIMESTAMP_HEADER, fingerprint, sign, verify
 from storage.db import transaction
+from tests.cli_helpers import Ran, run_cli_subprocess, scrubbed_env
 from tests.factories import NOW, SECOND_SECRET, SECRET, score_completed
 from tests.servers import migrated_database
 
@@ -233,31 +231,18 @@ def test_first_delivery_is_503_when_its_pin_cannot_be_claimed(
 
 # ---- the CLI: secrets status, secrets unpin ---------------------------------------------------
 
-NOVA_SINK = Path(sys.executable).parent / "nova-sink"
-_OWN_PREFIXES = ("NOVA_", "DATABASE_URL", "SQLITE_", "LOG_", "WEBHOOK_", "SINK_")
 
-
-def run_cli(tmp_path: Path, url: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
-    env.update(
+def run_cli(tmp_path: Path, url: str, *args: str, **extra: str) -> Ran:
+    env = scrubbed_env(
         DATABASE_URL=url,
         NOVA_WEBHOOK_SECRETS=f"{SECRET},{SECOND_SECRET}",
         LOG_FORMAT="json",
         COLUMNS="200",
         **extra,
     )
-    proc = subprocess.run(
-        [str(NOVA_SINK), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert SECRET not in proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc
+    ran = run_cli_subprocess(tmp_path, *args, env=env, secrets=[SECRET, SECOND_SECRET])
+    assert "Traceback" not in ran.err
+    return ran
 
 
 @pytest.mark.slow
@@ -273,7 +258,7 @@ def test_secrets_status_shows_construction_and_how_it_was_set(tmp_path: Path) ->
     finally:
         engine.dispose()
 
-    auto = json.loads(run_cli(tmp_path, url, "secrets", "status", "--json").stdout)
+    auto = json.loads(run_cli(tmp_path, url, "secrets", "status", "--json").out)
     assert [(r["fingerprint"], r["construction"], r["pinned"]) for r in auto] == [
         (fingerprint(SECRET), "timestamp", "learned"),
         (fingerprint(SECOND_SECRET), None, "unpinned"),
@@ -282,19 +267,19 @@ def test_secrets_status_shows_construction_and_how_it_was_set(tmp_path: Path) ->
     fixed = run_cli(
         tmp_path, url, "secrets", "status", "--json", NOVA_SIGNATURE_CONSTRUCTION="id-timestamp"
     )
-    assert {(r["construction"], r["pinned"]) for r in json.loads(fixed.stdout)} == {
+    assert {(r["construction"], r["pinned"]) for r in json.loads(fixed.out)} == {
         ("id-timestamp", "configured")
     }
 
     unknown = run_cli(tmp_path, url, "secrets", "unpin", "fp_0000000000")
-    assert unknown.returncode == 1
-    assert "no learned pin" in unknown.stderr
-    assert run_cli(tmp_path, url, "secrets", "unpin").returncode == 2
+    assert unknown.code == 1
+    assert "no learned pin" in unknown.err
+    assert run_cli(tmp_path, url, "secrets", "unpin").code == 2
     cleared = run_cli(tmp_path, url, "secrets", "unpin", fingerprint(SECRET), "--json")
-    assert json.loads(cleared.stdout) == {"unpinned": [fingerprint(SECRET)]}
-    after = json.loads(run_cli(tmp_path, url, "secrets", "status", "--json").stdout)
+    assert json.loads(cleared.out) == {"unpinned": [fingerprint(SECRET)]}
+    after = json.loads(run_cli(tmp_path, url, "secrets", "status", "--json").out)
     assert [r["pinned"] for r in after] == ["unpinned", "unpinned"]
-    assert json.loads(run_cli(tmp_path, url, "secrets", "unpin", "--all", "--json").stdout) == {
+    assert json.loads(run_cli(tmp_path, url, "secrets", "unpin", "--all", "--json").out) == {
         "unpinned": []
     }
 

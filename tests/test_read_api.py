@@ -334,6 +334,8 @@ def test_after_now_starts_at_the_head(api: TestClient, engine: Engine) -> None:
     assert [c["scoring_job_id"] for c in later["data"]] == ["sj_2"]
 
 
+# slow: a long poll waits on the wall clock: seconds of wall time, kept out of the inner loop.
+@pytest.mark.slow
 def test_a_long_poll_answers_with_a_change_committed_while_it_waits(
     api: TestClient, engine: Engine
 ) -> None:
@@ -348,6 +350,8 @@ def test_a_long_poll_answers_with_a_change_committed_while_it_waits(
     assert [c["scoring_job_id"] for c in page["data"]] == ["sj_late"]
 
 
+# slow: a long poll waits on the wall clock: seconds of wall time, kept out of the inner loop.
+@pytest.mark.slow
 def test_a_long_poll_with_nothing_new_ends_empty_at_the_head(
     api: TestClient, engine: Engine
 ) -> None:

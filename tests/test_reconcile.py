@@ -8,8 +8,6 @@ the lease test runs two real ``nova-sink reconcile`` processes against fake Nova
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +27,7 @@ from receiver.submit import submit_batches
 from storage.db import transaction
 from storage.errors import LeaseHeld
 from storage.records import BatchState, ScoringResult, Status, batch_settled
+from tests.cli_helpers import NOVA_SINK, scrubbed_env
 from tests.fake_nova_helpers import (
     API_KEY,
     TENANT,
@@ -38,9 +37,6 @@ from tests.fake_nova_helpers import (
     make_fake,
 )
 from tests.servers import free_port
-
-NOVA_SINK = Path(sys.executable).parent / "nova-sink"
-_OWN_PREFIXES = ("NOVA_", "DATABASE_URL", "SQLITE_", "LOG_", "WEBHOOK_", "SINK_")
 
 
 @pytest.fixture(name="clock")
@@ -409,6 +405,8 @@ async def test_server_errors_are_retried_and_counted_and_the_run_converges(
     assert compared(engine, fake).converged
 
 
+# slow: the rate limiter really waits: seconds of wall time, kept out of the inner loop.
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_rate_limited_bursts_are_waited_out_and_the_run_converges(engine: Engine) -> None:
     """Nova allows fewer requests than the client sends: 429s honour Retry-After."""
@@ -647,14 +645,9 @@ async def test_an_expired_lease_is_taken_over(engine: Engine, clock: ManualClock
 
 
 def cli_env(database_url: str, api_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
-    env.update(
-        DATABASE_URL=database_url,
-        NOVA_API_KEY="sk_test_x",
-        NOVA_API_URL=api_url,
-        LOG_FORMAT="json",
+    return scrubbed_env(
+        DATABASE_URL=database_url, NOVA_API_KEY="sk_test_x", NOVA_API_URL=api_url, LOG_FORMAT="json"
     )
-    return env
 
 
 @pytest.mark.anyio

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,11 +17,11 @@ from receiver.app import create_app
 from receiver.settings import Settings
 from receiver.ui import auth
 from storage.db import transaction
+from tests.cli_inproc import InProcessCli
 from tests.factories import NOW, SECRET, at, batch_state, encode, score_completed_payload, signed
 
 KEY = "ui-app-test-key-0123456789abcdef"
 XSS = '<script>document.title="pwned"</script><img src=x onerror=alert(1)>'
-NOVA_SINK = Path(sys.executable).parent / "nova-sink"
 
 
 def login_link(*, now: Any = NOW, key: str = KEY) -> str:
@@ -304,24 +302,21 @@ def test_batch_page_lists_jobs_rejections_and_a_score_chart(
     assert "completed" in signed_in.get("/ui/batches/batch_1?status=completed").text
 
 
-def test_cli_prints_a_login_link_that_signs_in(sqlite_engine: Engine, tmp_path: Path) -> None:
-    """`nova-sink token create --ui` prints one URL on stdout; following it signs in."""
-    import os
+@pytest.fixture(name="cli")
+def fixture_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> InProcessCli:
+    """The CLI in process with only SINK_SECRET_KEY set (which must never be printed)."""
+    return InProcessCli(capsys, monkeypatch, tmp_path, {"SINK_SECRET_KEY": KEY}, [KEY])
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SINK_", "NOVA_"))}
-    proc = subprocess.run(
-        [str(NOVA_SINK), "token", "create", "--ui", "--ttl", "8h", "--url", "http://testserver"],
-        cwd=tmp_path,
-        env={**env, "SINK_SECRET_KEY": KEY},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    url = proc.stdout.strip()
+
+def test_cli_prints_a_login_link_that_signs_in(sqlite_engine: Engine, cli: InProcessCli) -> None:
+    """`nova-sink token create --ui` prints one URL on stdout; following it signs in."""
+    proc = cli("token", "create", "--ui", "--ttl", "8h", "--url", "http://testserver")
+    assert proc.code == 0, proc.err
+    url = proc.out.strip()
     assert url.startswith("http://testserver/ui/login?token=")
-    assert "one-time link" in proc.stderr
+    assert "one-time link" in proc.err
     # The CLI stamps the link with the wall clock: an app on the wall clock accepts it.
     settings = Settings(
         _env_file=None,
@@ -342,43 +337,21 @@ def test_cli_prints_a_login_link_that_signs_in(sqlite_engine: Engine, tmp_path: 
     ],
 )
 def test_cli_login_link_rejects_bad_options_with_one_line(
-    tmp_path: Path, args: tuple[str, ...], message: str
+    cli: InProcessCli, args: tuple[str, ...], message: str
 ) -> None:
     """A session over 30 days or a URL that is not http(s): one line, exit 2, no link."""
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SINK_", "NOVA_"))}
-    proc = subprocess.run(
-        [str(NOVA_SINK), "token", "create", "--ui", *args],
-        cwd=tmp_path,
-        env={**env, "SINK_SECRET_KEY": KEY},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == f"nova-sink: error: {message}"
-    assert proc.stdout == ""
+    proc = cli("token", "create", "--ui", *args)
+    assert proc.code == 2
+    assert proc.err.strip() == f"nova-sink: error: {message}"
+    assert proc.out == ""
 
 
-def test_cli_login_link_needs_the_secret_key(tmp_path: Path) -> None:
+def test_cli_login_link_needs_the_secret_key(cli: InProcessCli) -> None:
     """Without SINK_SECRET_KEY: one configuration line, exit 2."""
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SINK_", "NOVA_"))}
-    proc = subprocess.run(
-        [str(NOVA_SINK), "token", "create", "--ui"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 2
-    assert "SINK_SECRET_KEY" in proc.stderr
-    assert proc.stdout == ""
+    proc = cli("token", "create", "--ui", SINK_SECRET_KEY="")
+    assert proc.code == 2
+    assert "SINK_SECRET_KEY" in proc.error_line
+    assert proc.out == ""
 
 
 def test_sign_ins_are_logged_without_token_or_key(

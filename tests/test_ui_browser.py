@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -27,6 +25,7 @@ import httpx
 import pytest
 
 from receiver.ui import auth
+from tests.cli_helpers import Ran, run_cli_subprocess, start_cli_process
 from tests.servers import (
     SECRET,
     Server,
@@ -41,7 +40,6 @@ from tests.servers import (
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
-NOVA_SINK = Path(sys.executable).parent / "nova-sink"
 KEY = "browser-test-key-0123456789abcdef"
 API_KEY = "sk_test_browser"
 TENANT = "acme-corp"
@@ -61,7 +59,7 @@ class Stack:
     workdir: Path
     shots: Path
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str) -> Ran:
         env = server_env(
             self.receiver.database_url,
             SINK_SECRET_KEY=KEY,
@@ -69,21 +67,12 @@ class Stack:
             NOVA_API_KEY=API_KEY,
             NOVA_TENANT_ID=TENANT,
         )
-        return subprocess.run(
-            [str(NOVA_SINK), *args],
-            cwd=self.workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_cli_subprocess(self.workdir, *args, env=env, secrets=[KEY, API_KEY])
 
     def login_link(self) -> str:
         made = self.cli("token", "create", "--ui", "--ttl", "8h", "--url", self.receiver.base_url)
-        assert made.returncode == 0, made.stderr
-        return made.stdout.strip()
+        assert made.code == 0, made.err
+        return made.out.strip()
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -100,7 +89,6 @@ def fake_nova(workdir: Path, deliver_to: str) -> Iterator[str]:
     """``nova-sink fake-nova`` on a free port; its process group is killed afterwards."""
     port = free_port()
     args = [
-        str(NOVA_SINK),
         "fake-nova",
         "--port",
         str(port),
@@ -108,6 +96,10 @@ def fake_nova(workdir: Path, deliver_to: str) -> Iterator[str]:
         deliver_to,
         "--secret",
         SECRET,
+        # The construction the test's own deliveries (servers.score_completed) use: the
+        # receiver pins each secret to the first construction it verifies.
+        "--construction",
+        "id.timestamp.body",
         "--score-delay",
         "0",
         "--seed",
@@ -116,16 +108,9 @@ def fake_nova(workdir: Path, deliver_to: str) -> Iterator[str]:
         str(DROP),
     ]
     log_path = workdir / f"fake-nova-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            args,
-            cwd=workdir,
-            env=server_env("sqlite:///unused.db"),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_cli_process(
+        workdir, *args, env=server_env("sqlite:///unused.db"), log_path=log_path
+    )
     base_url = f"http://127.0.0.1:{port}"
     try:
 
@@ -235,7 +220,7 @@ def test_sign_in_watch_a_batch_converge_open_a_result_and_sign_out(page: Any, st
     shot(page, stack, "1-overview-gaps")
 
     reconciled = stack.cli("reconcile", "--json")
-    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    assert reconciled.code == 0, reconciled.out + reconciled.err
     page.reload()
     assert batch_state(page) == "converged"
     assert page.locator("#runs tbody tr").count() == 1

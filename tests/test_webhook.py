@@ -657,6 +657,7 @@ def test_other_methods_are_405(client: TestClient, count_rows: CountRows, method
 # ---- database trouble ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # waits out the 5 s busy timeout
 def test_locked_read_only_database_is_503_and_nothing_half_written(
     client: TestClient, sqlite_engine: Engine, count_rows: CountRows
 ) -> None:

@@ -80,14 +80,14 @@ def _event_label(name: str | None) -> str:
 
 
 class Receiver:
-    """Request handlers over the app's collaborators (keys, writer, engine, clock)."""
+    """Request handlers over the app's collaborators (keys, writer, engine, clock: ``now``)."""
 
     def __init__(
         self,
         settings: Settings,
         *,
         engine: Engine,
-        clock: Callable[[], datetime],
+        now: Callable[[], datetime],
         metrics: Metrics,
     ) -> None:
         secrets = settings.webhook_secrets()
@@ -97,9 +97,9 @@ class Receiver:
         self._hashing = asyncio.Semaphore(VERIFY_THREADS)
         self.tolerance = timedelta(seconds=settings.webhook_tolerance_seconds)
         self.engine = engine
-        self.clock = clock
+        self.now = now
         self.metrics = metrics
-        self.writer = Writer(engine, clock=clock)
+        self.writer = Writer(engine, now=now)
 
     async def webhook(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -179,7 +179,7 @@ class Receiver:
 
     async def _verify(self, request: Request, body: bytes) -> Verified:
         """Verify against each secret's pinned construction; claim the pin on a first match."""
-        headers, now, allowed = request.headers, self.clock(), self.pins.allowed
+        headers, now, allowed = request.headers, self.now(), self.pins.allowed
         if len(body) > VERIFY_OFF_LOOP_BYTES:
             async with self._hashing:
                 verified = await run_in_threadpool(
@@ -207,7 +207,7 @@ class Receiver:
 
     def _claim_pin(self, index: int, construction: str) -> str:
         with transaction(self.engine) as store:
-            return store.claim_pin(self.fingerprints[index], construction, now=self.clock())
+            return store.claim_pin(self.fingerprints[index], construction, now=self.now())
 
     def load_pins(self) -> None:
         """Read the learned pins at start-up (an optimisation: a claim reads them anyway)."""
@@ -306,7 +306,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     engine: Engine | None = None,
-    clock: Callable[[], datetime] = _utcnow,
+    now: Callable[[], datetime] = _utcnow,
     check_schema: bool = True,
 ) -> Starlette:
     """Build the receiver. Every argument is a seam; with none it reads the environment."""
@@ -314,7 +314,7 @@ def create_app(
         settings = _settings_from_environment()
     owns_engine = engine is None
     db = engine or make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
-    receiver = Receiver(settings, engine=db, clock=clock, metrics=Metrics())
+    receiver = Receiver(settings, engine=db, now=now, metrics=Metrics())
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -338,10 +338,8 @@ def create_app(
         Route("/healthz", receiver.healthz, methods=["GET"]),
         Route("/readyz", receiver.readyz, methods=["GET"]),
         Route("/metrics", receiver.metrics_endpoint, methods=["GET"]),
-        *ReadApi(db, keys=_read_keys(settings), clock=clock).routes(),
-        *dashboard_routes(
-            settings, engine=db, clock=clock, secret_fingerprints=receiver.fingerprints
-        ),
+        *ReadApi(db, keys=_read_keys(settings), now=now).routes(),
+        *dashboard_routes(settings, engine=db, now=now, secret_fingerprints=receiver.fingerprints),
     ]
     middleware = [Middleware(SchemaGate, engine=db)] if check_schema else []
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

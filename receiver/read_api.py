@@ -69,12 +69,12 @@ class ReadApi:
         engine: Engine,
         *,
         keys: Sequence[str] | None,
-        clock: Callable[[], datetime],
+        now: Callable[[], datetime],
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self.engine = engine
         self.keys = list(keys) if keys else None
-        self.clock = clock
+        self.now = now
         self.poll_seconds = poll_seconds
 
     def routes(self) -> list[BaseRoute]:
@@ -119,7 +119,7 @@ class ReadApi:
         try:
             if scheme.lower() != "bearer" or not token.strip():
                 raise TokenError("no bearer token")
-            check_token(self.keys, token.strip(), scope="read", now=self.clock())
+            check_token(self.keys, token.strip(), scope="read", now=self.now())
         except TokenError as exc:
             log.info("read_api_unauthorized", reason=exc.reason, path=request.url.path)
             # One body for every reason: a caller learns nothing about which check failed.
@@ -154,7 +154,7 @@ class ReadApi:
             batch_id=q.text("batch"),
             application_id=q.text("application"),
             status=q.choice("status", STATUSES),
-            since=q.since("since", now=self.clock()),
+            since=q.since("since", now=self.now()),
         )
         rows = await self._read(lambda s: s.page_results(flt, after=after, limit=limit + 1))
         return _page(

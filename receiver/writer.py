@@ -59,12 +59,12 @@ class Writer:
         self,
         engine: Engine,
         *,
-        clock: Callable[[], datetime],
+        now: Callable[[], datetime],
         max_group: int = 256,
         max_wait: float = MAX_WAIT_SECONDS,
     ) -> None:
         self._engine = engine
-        self._clock = clock
+        self._now = now
         self._max_group = max_group
         self._max_wait = max_wait
         self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
@@ -195,7 +195,7 @@ class Writer:
             return []
         try:
             with transaction(self._engine) as store:
-                statuses: list[_Outcome] = list(ingest_group(store, items, now=self._clock()))
+                statuses: list[_Outcome] = list(ingest_group(store, items, now=self._now()))
         except StoreUnavailable as exc:
             return [exc] * len(items)
         except Exception as exc:  # noqa: BLE001 - isolate the bad delivery: retry each alone
@@ -207,7 +207,7 @@ class Writer:
     def _commit_alone(self, item: Accepted) -> _Outcome:
         try:
             with transaction(self._engine) as store:
-                return ingest(store, item, now=self._clock())
+                return ingest(store, item, now=self._now())
         except Exception as exc:  # noqa: BLE001 - handed to the waiting request, not swallowed
             return exc
 

@@ -128,7 +128,7 @@ def fixture_make_app(
             database_url=str(db.url),
             **overrides,
         )
-        return create_app(settings, engine=db, clock=fixed_clock, check_schema=check_schema)
+        return create_app(settings, engine=db, now=fixed_clock, check_schema=check_schema)
 
     return build
 

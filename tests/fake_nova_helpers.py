@@ -97,7 +97,7 @@ def make_fake(
     config.setdefault("secret", SECRET)
     return create_fake_nova(
         FakeNovaConfig(**config),
-        clock=clock.now,
+        now=clock.now,
         monotonic=clock.monotonic,
         sleep=clock.sleep,
         http=http,
@@ -111,7 +111,7 @@ def make_client(http: httpx.AsyncClient, clock: ManualClock | None = None, **kw:
     kw.setdefault("api_key", API_KEY)
     kw.setdefault("tenant_id", TENANT)
     kw.setdefault("rate_limit", 0)
-    return NovaClient(http, clock=clock.monotonic, sleep=clock.sleep, now=clock.now, **kw)
+    return NovaClient(http, monotonic=clock.monotonic, sleep=clock.sleep, now=clock.now, **kw)
 
 
 def batch_body(count: int = 3, *, description: str = "Senior backend engineer") -> dict[str, Any]:

@@ -570,7 +570,7 @@ def read_app(sink: Sink, *, clock: Any = None) -> Any:
     )
     if clock is None:
         return create_app(settings, engine=sink.engine)
-    return create_app(settings, engine=sink.engine, clock=clock)
+    return create_app(settings, engine=sink.engine, now=clock)
 
 
 def test_token_create_makes_a_token_the_read_api_accepts(sink: Sink) -> None:

@@ -493,7 +493,7 @@ async def test_api_key_never_appears_in_errors_or_reprs() -> None:
 async def test_token_bucket_bounds_the_rate_on_an_injected_clock() -> None:
     """40 concurrent acquisitions at 10/s: never more than 10 in any one-second window."""
     clock = ManualClock()
-    bucket = TokenBucket(10, clock=clock.monotonic, sleep=clock.sleep)
+    bucket = TokenBucket(10, monotonic=clock.monotonic, sleep=clock.sleep)
     stamps: list[float] = []
 
     async def take() -> None:

@@ -143,7 +143,7 @@ def test_delivery_behind_a_stuck_group_is_committed_before_the_lock_is_released(
     short_lock_engine: Engine,
 ) -> None:
     """The stuck group gets StoreUnavailable at the lock timeout; the next one proceeds."""
-    writer = Writer(short_lock_engine, clock=lambda: NOW)
+    writer = Writer(short_lock_engine, now=lambda: NOW)
     stuck, behind = run_behind_a_locked_row(short_lock_engine, writer)
     assert isinstance(stuck, StoreUnavailable)
     assert behind == "applied"
@@ -153,7 +153,7 @@ def test_delivery_queued_past_the_wait_bound_is_503_without_touching_the_databas
     short_lock_engine: Engine,
 ) -> None:
     """Queued longer than ``max_wait`` behind a stuck group: StoreUnavailable, nothing stored."""
-    writer = Writer(short_lock_engine, clock=lambda: NOW, max_wait=0.05)
+    writer = Writer(short_lock_engine, now=lambda: NOW, max_wait=0.05)
     stuck, behind = run_behind_a_locked_row(short_lock_engine, writer)
     assert isinstance(stuck, StoreUnavailable)
     assert isinstance(behind, StoreUnavailable)

@@ -115,7 +115,7 @@ def test_every_token_problem_gets_the_same_401(
         sink_secret_key=KEY,
     )
     two_hours_on = lambda: datetime.now(UTC) + timedelta(hours=2)  # noqa: E731 - the clock seam
-    with TestClient(create_app(settings, engine=sqlite_engine, clock=two_hours_on)) as later:
+    with TestClient(create_app(settings, engine=sqlite_engine, now=two_hours_on)) as later:
         answers.append(later.get("/api/results", headers=auth()))
 
     assert {a.status_code for a in answers} == {401}

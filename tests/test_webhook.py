@@ -760,7 +760,7 @@ def test_unstorable_delivery_does_not_fail_its_group_neighbours(postgres_engine:
     blocker = accepted(score_completed("sj_block", completed_at=COMPLETED_AT), "block")
 
     async def both() -> list[Any]:
-        writer = Writer(postgres_engine, clock=lambda: NOW)
+        writer = Writer(postgres_engine, now=lambda: NOW)
         writer.start()
         # Keep the writer busy on a locked row so that the next two queue up as one group.
         with postgres_engine.connect() as lock:
@@ -922,7 +922,7 @@ def test_canary_secrets_never_appear_in_logs_reprs_or_errors(
         nova_api_key=CANARY_KEY,
         database_url=f"postgresql+psycopg://nova:{CANARY_DB_PASSWORD}@db.invalid/sink",
     )
-    app = receiver.app.create_app(settings, engine=sqlite_engine, clock=fixed_clock)
+    app = receiver.app.create_app(settings, engine=sqlite_engine, now=fixed_clock)
     body = score_completed()
     stale = NOW - timedelta(hours=2)
     requests: list[tuple[bytes, dict[str, Any]]] = [

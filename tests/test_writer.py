@@ -27,7 +27,7 @@ def test_next_group_waits_for_the_requests_just_answered(sqlite_engine: Engine) 
     """A delivery sent right after its predecessor was answered joins the group queued
     meanwhile, instead of paying a commit of its own."""
     ticks = itertools.count()
-    writer = Writer(sqlite_engine, clock=lambda: NOW + timedelta(seconds=next(ticks)))
+    writer = Writer(sqlite_engine, now=lambda: NOW + timedelta(seconds=next(ticks)))
     path = sqlite_engine.url.database
     assert path is not None
 

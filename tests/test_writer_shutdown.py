@@ -33,7 +33,7 @@ def stored_jobs(engine: Engine) -> list[str]:
 
 async def test_stop_commits_every_delivery_queued_before_it(engine: Engine) -> None:
     """Deliveries waiting in the queue when stop is called are all applied, then it ends."""
-    writer = Writer(engine, clock=lambda: NOW)
+    writer = Writer(engine, now=lambda: NOW)
     writer.start()
     ids = [f"sj_{n:02d}" for n in range(20)]
     waiting = [asyncio.ensure_future(writer.submit(accepted(i))) for i in ids]
@@ -47,7 +47,7 @@ async def test_stop_commits_every_delivery_queued_before_it(engine: Engine) -> N
 
 async def test_a_delivery_after_stop_is_refused_as_store_unavailable(engine: Engine) -> None:
     """A stopped writer answers at once with StoreUnavailable and stores nothing."""
-    writer = Writer(engine, clock=lambda: NOW)
+    writer = Writer(engine, now=lambda: NOW)
     writer.start()
     await asyncio.to_thread(writer.stop)
 
@@ -59,7 +59,7 @@ async def test_a_delivery_after_stop_is_refused_as_store_unavailable(engine: Eng
 
 async def test_a_writer_never_started_refuses_instead_of_hanging(engine: Engine) -> None:
     """An app used without its lifespan (writer not started): StoreUnavailable, no hang."""
-    writer = Writer(engine, clock=lambda: NOW)
+    writer = Writer(engine, now=lambda: NOW)
 
     with pytest.raises(StoreUnavailable):
         await asyncio.wait_for(writer.submit(accepted("sj_early")), timeout=10)

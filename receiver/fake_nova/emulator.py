@@ -39,7 +39,7 @@ class FakeNova:
         self,
         config: FakeNovaConfig,
         *,
-        clock: Clock = _utcnow,
+        now: Clock = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         http: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -47,7 +47,7 @@ class FakeNova:
         on_attempt: OnAttempt | None = None,
     ) -> None:
         self.config = config
-        self.state = FakeNovaState(config, clock)
+        self.state = FakeNovaState(config, now)
         self.faults = ApiFaults(config, monotonic=monotonic)
         self.deliverer = WebhookDeliverer(
             self.state, config, http=http, monotonic=monotonic, sleep=sleep, on_attempt=on_attempt
@@ -111,7 +111,7 @@ class FakeNova:
 def create_fake_nova(
     config: FakeNovaConfig,
     *,
-    clock: Clock = _utcnow,
+    now: Clock = _utcnow,
     monotonic: Callable[[], float] = time.monotonic,
     http: httpx.AsyncClient | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -122,7 +122,7 @@ def create_fake_nova(
     ``on_attempt`` hears of every delivery attempt (``fake-nova`` prints them)."""
     return FakeNova(
         config,
-        clock=clock,
+        now=now,
         monotonic=monotonic,
         http=http,
         sleep=sleep,

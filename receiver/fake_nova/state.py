@@ -135,9 +135,9 @@ def classify_resume(application_id: str, resume: Mapping[str, Any]) -> Rejection
 class FakeNovaState:
     """Every batch and job fake Nova knows, and which of them it has announced by webhook."""
 
-    def __init__(self, config: FakeNovaConfig, clock: Clock) -> None:
+    def __init__(self, config: FakeNovaConfig, now: Clock) -> None:
         self.config = config
-        self.clock = clock
+        self.clock = now
         self._ids = random.Random(f"ids:{config.seed}{config.id_salt}")  # noqa: S311 -- seeded on purpose: reproducible fakes, not secrets
         self.batches: dict[str, FakeBatch] = {}
         self.jobs: dict[str, FakeJob] = {}

@@ -185,7 +185,7 @@ def _segment(value: str, name: str) -> str:
 class NovaClient:
     """Typed calls to the Nova Embed API. The API key never appears in reprs or errors.
 
-    Seams: ``clock``/``sleep`` drive the rate limiter (``rate_limit`` requests/s shared by
+    Seams: ``monotonic``/``sleep`` drive the rate limiter (``rate_limit`` requests/s shared by
     every call of this client; 0 disables it), ``now`` dates an HTTP-date ``Retry-After``.
     Retry waits are stamina's: tests switch them off with ``stamina.set_testing(True,
     attempts=..., cap=True)`` and read the waits the client chose in ``stats``.
@@ -204,7 +204,7 @@ class NovaClient:
         backoff_max: float = 10.0,
         backoff_jitter: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if max_attempts < 1:
@@ -217,7 +217,7 @@ class NovaClient:
         self._backoff = (backoff_initial, backoff_max, backoff_jitter)
         self._now = now
         self._limiter = (
-            TokenBucket(rate_limit, clock=clock, sleep=sleep) if rate_limit > 0 else None
+            TokenBucket(rate_limit, monotonic=monotonic, sleep=sleep) if rate_limit > 0 else None
         )
         self.stats = NovaStats()
 

@@ -25,7 +25,7 @@ class TokenBucket:
         rate: float,
         *,
         burst: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if rate <= 0:
@@ -34,7 +34,7 @@ class TokenBucket:
             raise ValueError("burst must be at least 1")
         self.rate = rate
         self.burst = burst
-        self._clock = clock
+        self._monotonic = monotonic
         self._sleep = sleep
         self._tokens = burst
         self._last: float | None = None
@@ -48,12 +48,12 @@ class TokenBucket:
     async def acquire(self) -> float:
         """Take one token, waiting for it if needed; return the seconds waited."""
         async with self._lock:
-            self._refill(self._clock())
+            self._refill(self._monotonic())
             waited = 0.0
             if self._tokens < 1.0:
                 waited = (1.0 - self._tokens) / self.rate
                 await self._sleep(waited)
-                self._refill(self._clock())
+                self._refill(self._monotonic())
             # A sleep that wakes a hair early leaves the bucket slightly negative, which the
             # next caller pays back: the long-run rate stays bounded either way.
             self._tokens -= 1.0

@@ -66,19 +66,19 @@ class NoStore:
 
 
 class Dashboard:
-    """Request handlers over the engine, the keys and the clock."""
+    """Request handlers over the engine, the keys and the clock (``now``)."""
 
     def __init__(
         self,
         engine: Engine,
         *,
         keys: Sequence[str],
-        clock: Callable[[], datetime],
+        now: Callable[[], datetime],
         secret_fingerprints: Sequence[str],
     ) -> None:
         self.engine = engine
         self.keys = list(keys)
-        self.clock = clock
+        self.now = now
         self.secret_fingerprints = list(secret_fingerprints)
         self.used = auth.UsedNonces()
 
@@ -97,7 +97,7 @@ class Dashboard:
     # -- sign-in ------------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
-        now = self.clock()
+        now = self.now()
         token = request.query_params.get("token", "")
         try:
             login = auth.check_login_token(self.keys, token, now=now)
@@ -129,7 +129,7 @@ class Dashboard:
         self, page: Callable[[Store, Request], pages.Page | None]
     ) -> Callable[[Request], Any]:
         async def handle(request: Request) -> Response:
-            if not auth.session_active(request.session, now=self.clock()):
+            if not auth.session_active(request.session, now=self.now()):
                 request.session.clear()
                 return _html("signin.html", {"reason": None}, 401)
             try:
@@ -158,7 +158,7 @@ class Dashboard:
 
     def _overview(self, store: Store, request: Request) -> pages.Page | None:
         return pages.overview(
-            store, request.query_params, now=self.clock(), secrets=self.secret_fingerprints
+            store, request.query_params, now=self.now(), secrets=self.secret_fingerprints
         )
 
     def _batch(self, store: Store, request: Request) -> pages.Page | None:
@@ -193,14 +193,14 @@ def dashboard_routes(
     settings: Settings,
     *,
     engine: Engine,
-    clock: Callable[[], datetime],
+    now: Callable[[], datetime],
     secret_fingerprints: Sequence[str],
 ) -> list[BaseRoute]:
     """``/ui`` routes, or none at all when ``SINK_SECRET_KEY`` is unset (dashboard off)."""
     keys = auth.ui_keys(settings)
     if keys is None:
         return []
-    dashboard = Dashboard(engine, keys=keys, clock=clock, secret_fingerprints=secret_fingerprints)
+    dashboard = Dashboard(engine, keys=keys, now=now, secret_fingerprints=secret_fingerprints)
     app = Starlette(
         routes=dashboard.routes(),
         middleware=[

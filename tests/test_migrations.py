@@ -32,3 +32,21 @@ def test_drift_check_notices_a_column_missing_from_the_migrations(engine: Engine
     extended.tables["scoring_job"].append_column(sa.Column("model_version", sa.String()))
     drift = schema_drift(engine, extended)
     assert [(op[0], op[3].name) for op in drift] == [("add_column", "model_version")]
+
+
+# Columns of ``scoring_job`` that are nova-sink's bookkeeping, not part of Nova's result.
+BOOKKEEPING = {"source", "first_seen_at", "updated_at", "delivery_count"}
+
+
+def test_stored_result_fields_are_the_scoring_job_columns() -> None:
+    """``ScoringResult`` declares the result's fields once: the table holds exactly those plus
+    the bookkeeping, and the hot path's insert covers every one of them."""
+    from dataclasses import fields
+
+    from storage.records import ScoringResult
+    from storage.store.dialect import RESULT_COLUMNS
+
+    declared = {f.name for f in fields(ScoringResult)}
+    columns = set(METADATA.tables["scoring_job"].columns.keys())
+    assert columns - BOOKKEEPING == declared
+    assert set(RESULT_COLUMNS) == declared

@@ -252,6 +252,16 @@ def test_unknown_ids_answer_404(signed_in: TestClient) -> None:
         assert signed_in.get(path).status_code == 404, path
 
 
+def test_each_page_has_a_plain_text_title_and_one_verified_section(signed_in: TestClient) -> None:
+    """The <title> holds only text (no page markup leaked into it), and no section repeats."""
+    import re
+
+    page = signed_in.get("/ui/").text
+    (title,) = re.findall(r"<title>(.*?)</title>", page, flags=re.S)
+    assert title == "Overview · nova-sink"
+    assert page.count('id="verified"') == 1
+
+
 def test_overview_shows_batch_convergence_and_verification(
     signed_in: TestClient, sqlite_engine: Engine
 ) -> None:

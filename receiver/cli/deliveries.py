@@ -130,7 +130,7 @@ def deliveries_tail(
 
 
 @deliveries_app.command("show")
-def deliveriesprint_record(
+def deliveries_show(
     delivery: str = typer.Argument(help="Row id, X-Webhook-Id, or delivery key."),
     as_json: bool = JSON_OPTION,
 ) -> None:

@@ -132,7 +132,7 @@ def results_list(
 
 
 @results_app.command("show")
-def resultsprint_record(
+def results_show(
     scoring_job_id: str = typer.Argument(help="The scoringJobId."), as_json: bool = JSON_OPTION
 ) -> None:
     """Show one result with every stored field.
@@ -197,7 +197,7 @@ def batches_list(
 
 
 @batches_app.command("show")
-def batchesprint_record(
+def batches_show(
     batch_id: str = typer.Argument(help="Scoring batch id."), as_json: bool = JSON_OPTION
 ) -> None:
     """Show a batch with its results and rejected applications.

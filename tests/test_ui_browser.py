@@ -249,8 +249,8 @@ def test_sign_in_watch_a_batch_converge_open_a_result_and_sign_out(page: Any, st
 
 def test_script_in_a_stored_verdict_is_shown_as_text(page: Any, stack: Stack) -> None:
     """A signed delivery whose verdict is markup: the page shows the characters, runs nothing."""
-    # Signed body-only like fake Nova's deliveries: the receiver pinned that construction.
-    delivery = score_completed(verdict=XSS, now=datetime.now(UTC), construction="body")
+    # Signed like fake Nova's deliveries (id.timestamp.body): the receiver pinned that one.
+    delivery = score_completed(verdict=XSS, now=datetime.now(UTC))
     response = httpx.post(
         stack.receiver.webhook_url, content=delivery.body, headers=delivery.headers, timeout=10
     )

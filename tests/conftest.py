@@ -8,6 +8,7 @@ PostgreSQL schema. PostgreSQL is expected at 127.0.0.1:5432 (trust auth, databas
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -66,10 +67,22 @@ def migrated_sqlite_engine(path: Path, **kwargs: Any) -> Engine:
     return engine
 
 
+@pytest.fixture(name="migrated_sqlite_template", scope="session")
+def fixture_migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated to head per test session (the migrations run once here,
+    and on PostgreSQL for every test); each test gets a copy of it."""
+    path = tmp_path_factory.mktemp("template") / "sink.db"
+    engine = migrated_sqlite_engine(path)
+    engine.dispose()  # the last connection checkpoints the WAL: the file alone is whole
+    return path
+
+
 @pytest.fixture(name="sqlite_engine")
-def fixture_sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    """A migrated SQLite file in ``tmp_path``."""
-    engine = migrated_sqlite_engine(tmp_path / "sink.db")
+def fixture_sqlite_engine(tmp_path: Path, migrated_sqlite_template: Path) -> Iterator[Engine]:
+    """A migrated SQLite file in ``tmp_path`` (a copy of the session's migrated template)."""
+    path = tmp_path / "sink.db"
+    shutil.copyfile(migrated_sqlite_template, path)
+    engine = make_engine(f"sqlite:///{path}")
     yield engine
     engine.dispose()
 

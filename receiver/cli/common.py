@@ -151,10 +151,14 @@ def open_engine(cfg: Settings, *, create: bool = True) -> Engine:
             "or start `nova-sink serve`"
         )
     engine = make_engine(cfg.database_url, synchronous=cfg.sqlite_synchronous)
-    if schema.current(engine) != schema.HEAD:
-        if path is None:
-            schema.check(engine)
-        schema.upgrade(engine)
+    try:
+        if schema.current(engine) != schema.HEAD:
+            if path is None:
+                schema.check(engine)
+            schema.upgrade(engine)
+    except BaseException:
+        engine.dispose()  # a refusal (old schema, unreachable) leaves no connection open
+        raise
     return engine
 
 

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.errors import ConfigError, PayloadError, SignatureError
 from receiver.events import Event, parse_event
+from receiver.http_errors import ERROR_HANDLERS, UNAVAILABLE, json_answer
 from receiver.ingest import Accepted, event_ids
 from receiver.logs import configure_logging
 from receiver.metrics import CONTENT_TYPE, Metrics
@@ -45,7 +46,6 @@ from storage.records import InboundDelivery, inbox_key, storable_webhook_id
 
 log = structlog.get_logger("nova_sink.receiver")
 
-RETRY_AFTER_SECONDS = "5"
 # Above this size the HMACs are computed in a worker thread: hashlib releases the GIL for
 # large inputs, so forged 1 MiB bodies cannot stall the event loop (and the genuine ~1.5 KB
 # deliveries queued behind them). Below it, the thread hand-off costs more than the hashing.
@@ -253,11 +253,7 @@ class Receiver:
 
 
 def _unavailable() -> Response:
-    return JSONResponse(
-        {"error": "temporarily unavailable"},
-        status_code=503,
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-    )
+    return json_answer(UNAVAILABLE)
 
 
 def _settings_from_environment() -> Settings:
@@ -342,7 +338,9 @@ def create_app(
         *dashboard_routes(settings, engine=db, now=now, secret_fingerprints=receiver.fingerprints),
     ]
     middleware = [Middleware(SchemaGate, engine=db)] if check_schema else []
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers=ERROR_HANDLERS
+    )
     # Starlette's slash redirect builds its Location from the request's Host header (an open
     # redirect): /webhooks/nova/ is a plain 404 instead, like every other unknown path.
     app.router.redirect_slashes = False

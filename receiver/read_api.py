@@ -24,11 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver import cursors
 from receiver.feed_api import FEED_PARAMETERS, POLL_SECONDS, read_changes
+from receiver.http_errors import ERROR_HANDLERS, UNAUTHORIZED, json_answer
 from receiver.query_params import STATUSES, Query, QueryError, cursor_param
 from receiver.rows import json_row
 from receiver.tokens import TokenError, check_token
 from storage.db import Engine, transaction
-from storage.errors import StoreUnavailable
 from storage.store import ResultFilter, Store
 
 log = structlog.get_logger("nova_sink.read_api")
@@ -89,7 +89,9 @@ class ReadApi:
                 Route("/deliveries", self._guard(self._deliveries), methods=["GET"]),
                 Route("/changes", self._guard(self._changes), methods=["GET"]),
             ],
-            exception_handlers={HTTPException: _http_error},
+            # Errors map to answers in one place (receiver.http_errors), inside this app so
+            # that ApiHeaders still adds no-store/nosniff to them.
+            exception_handlers={HTTPException: _http_error, **ERROR_HANDLERS},
         )
         # A redirect would be built from the request's Host header.
         api.router.redirect_slashes = False
@@ -108,8 +110,6 @@ class ReadApi:
                 return await endpoint(request)
             except QueryError as exc:
                 return JSONResponse({"error": str(exc), "parameter": exc.param}, 400)
-            except StoreUnavailable:
-                return JSONResponse({"error": "database unavailable"}, 503, {"Retry-After": "5"})
 
         return handle
 
@@ -122,10 +122,7 @@ class ReadApi:
             check_token(self.keys, token.strip(), scope="read", now=self.now())
         except TokenError as exc:
             log.info("read_api_unauthorized", reason=exc.reason, path=request.url.path)
-            # One body for every reason: a caller learns nothing about which check failed.
-            return JSONResponse(
-                {"error": "unauthorized"}, 401, {"WWW-Authenticate": 'Bearer realm="nova-sink"'}
-            )
+            return json_answer(UNAUTHORIZED)
         return None
 
     async def _read(self, query: Callable[[Store], _T]) -> _T:

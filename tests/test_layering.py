@@ -31,6 +31,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "stamina": ("receiver/nova/client.py",),
     "starlette": (
         "receiver/app.py",
+        "receiver/http_errors.py",
         "receiver/read_api.py",
         "receiver/api/*",
         "receiver/ui/*",

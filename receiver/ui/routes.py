@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from receiver.http_errors import answer_for
 from receiver.settings import Settings
 from receiver.ui import auth, pages
 from receiver.ui.paging import BadParameter
@@ -136,9 +137,11 @@ class Dashboard:
                 html = await run_in_threadpool(self._read_and_render, page, request)
             except BadParameter as exc:
                 return _html("error.html", {"title": "Bad request", "message": str(exc)}, 400)
-            except StoreUnavailable:
+            except StoreUnavailable as exc:
+                answer = answer_for(exc)
+                assert answer is not None
                 context = {"title": "Database unavailable", "message": "Try again shortly."}
-                return _html("error.html", context, 503, {"Retry-After": "5"})
+                return _html("error.html", context, answer.status, dict(answer.headers))
             if html is None:
                 context = {"title": "Not found", "message": "Nothing is stored under that id."}
                 return _html("error.html", context, 404)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from storage.store.dialect import dialect_insert
+from storage.store.dialect import dialect_insert, id_list_param
 
 
 class StoreBase:
@@ -21,7 +20,7 @@ class StoreBase:
     def _id_list(self, ids: Sequence[str]) -> Any:
         """One parameter holding a list of ids: a JSON array for SQLite's ``json_each``, a
         list (an array) for PostgreSQL's ``= ANY``. One statement text for any count."""
-        return list(ids) if self._dialect == "postgresql" else json.dumps(list(ids))
+        return id_list_param(self._dialect, ids)
 
     def _insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT, which knows ``ON CONFLICT``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +57,12 @@ def delivery_upsert(dialect: str) -> Any:
             "last_received_at": stmt.excluded.last_received_at,
         },
     ).returning(d.attempts)
+
+
+def id_list_param(dialect: str, ids: Sequence[str]) -> Any:
+    """One parameter holding a list of ids: a JSON array for SQLite's ``json_each``, a
+    list (an array) for PostgreSQL's ``= ANY``. One statement text for any count."""
+    return list(ids) if dialect == "postgresql" else json.dumps(list(ids))
 
 
 def body_contains(dialect: str, needle: bytes) -> sa.ColumnElement[bool]:

@@ -266,6 +266,24 @@ def test_batches_untrack_stops_tracking_and_says_so(cli: InProcessCli, engine: E
 # ---- item 9: replay and stats --------------------------------------------------------------------
 
 
+def test_replay_applies_the_body_of_the_delivery_it_was_named_by(
+    cli: InProcessCli, engine: Engine
+) -> None:
+    """An older delivery whose key spells the named one's row id is not replayed instead."""
+    deliver(engine, "2", b"not json {", outcome="stored-unparsed")  # row 1, key "2"
+    deliver(engine, "wh_b", score_body("sj_b", "app-b"), outcome="stored-unparsed")  # row 2
+
+    ran = cli("deliveries", "replay", "wh_b", "--json")
+
+    assert ran.json() == {"2": "applied"}
+    with transaction(engine, write=False) as store:
+        named, other = store.get_delivery("wh_b"), store.get_delivery("2")
+    assert named is not None
+    assert other is not None
+    assert (named["id"], named["replay_outcome"]) == (2, "applied")
+    assert (other["id"], other["replay_outcome"]) == (1, None)
+
+
 def test_replay_records_its_own_outcome_and_is_not_a_delivery(
     cli: InProcessCli, engine: Engine
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import typer
 
 from receiver.cli.common import (
@@ -171,20 +173,21 @@ def deliveries_replay(
         fail("name one delivery, or pass --all-unparsed")
     outcomes: dict[str, str] = {}
     with store_for(settings(), write=True) as store:
+        bodies: Iterable[tuple[int, bytes | None]]
         if delivery is not None:
             row = store.get_delivery(delivery)
             if row is None:
                 fail(f"no delivery {delivery!r}")
-            ids = [int(row["id"])]
+            # The row just found: a second look-up by key could match another row's id.
+            bodies = [(int(row["id"]), row["raw_body"])]
         else:
-            ids = store.unparsed_delivery_ids()
+            bodies = ((i, store.delivery_body(i)) for i in store.unparsed_delivery_ids())
         now = utcnow()
-        for delivery_id in ids:
-            stored = store.get_delivery(str(delivery_id))
-            if stored is None or stored["raw_body"] is None:
+        for delivery_id, body in bodies:
+            if body is None:
                 outcomes[str(delivery_id)] = "body-purged"
                 continue
-            outcomes[str(delivery_id)] = replay(store, delivery_id, stored["raw_body"], now=now)
+            outcomes[str(delivery_id)] = replay(store, delivery_id, bytes(body), now=now)
     if as_json:
         print_json(outcomes)
     else:

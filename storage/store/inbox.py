@@ -115,6 +115,12 @@ class InboxQueries(StoreBase):
         )
         return [int(i) for i in self.conn.execute(query.order_by(d.id)).scalars()]
 
+    def delivery_body(self, delivery_id: int) -> bytes | None:
+        """The raw body of delivery ``delivery_id`` (None when purged or not stored)."""
+        query = sa.select(d.raw_body).where(d.id == delivery_id)
+        body = self.conn.execute(query).scalar()
+        return None if body is None else bytes(body)
+
     def get_delivery(self, key: str) -> RowMapping | None:
         """By numeric id, webhook id, or delivery key."""
         clauses = [d.delivery_key == key, d.webhook_id == key]

@@ -94,6 +94,13 @@ def test_cursor_round_trips_its_key() -> None:
     assert decode_cursor(encode_cursor(42), shape=(int,)) == [42]
 
 
+def test_a_cursor_with_a_naive_time_is_not_ours() -> None:
+    """Cursors we make carry UTC; a naive time is refused as a bad parameter, not a 500."""
+    forged = encode_cursor("2026-01-15T12:00:00", "b1")
+    with pytest.raises(BadParameter, match="after"):
+        decode_cursor(forged, shape=(type(NOW), str))
+
+
 @pytest.mark.parametrize(
     "raw", ["", "!!!", "bm90IGpzb24", encode_cursor("x"), encode_cursor(1, 2), encode_cursor(True)]
 )

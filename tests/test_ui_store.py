@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from sqlalchemy.engine import Engine
 
@@ -39,6 +39,17 @@ def test_batches_page_breaks_ties_on_tracked_at_by_batch_id(engine: Engine) -> N
         first = store.batches_page(limit=2)
         rest = store.batches_page(after=(NOW, first[-1]["batch_id"]), limit=2)
     assert [r["batch_id"] for r in first + rest] == ["c", "b", "a"]
+
+
+def test_batches_page_compares_a_cursor_time_in_utc_whatever_its_offset(
+    engine: Engine,
+) -> None:
+    """A cursor time given with another offset means the same instant as its UTC form."""
+    track(engine, "b1")  # tracked at NOW
+    earlier = (NOW - timedelta(hours=1)).astimezone(timezone(timedelta(hours=5)))
+    with transaction(engine, write=False) as store:
+        assert store.batches_page(after=(earlier, "zzz")) == []
+        assert [r["batch_id"] for r in store.batches_page(after=(NOW, "zzz"))] == ["b1"]
 
 
 def test_batches_page_filters_by_status_and_job(engine: Engine) -> None:

@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 MAX_PARAM_LENGTH = 200
@@ -39,9 +39,12 @@ def decode_cursor(raw: str, *, shape: tuple[type, ...], name: str = "after") -> 
     for value, kind in zip(values, shape, strict=True):
         if kind is datetime and isinstance(value, str):
             try:
-                key.append(datetime.fromisoformat(value))
+                at = datetime.fromisoformat(value)
             except ValueError:
                 raise BadParameter(f"{name} is not a cursor this dashboard made") from None
+            if at.tzinfo is None:  # ours always carry UTC; a naive one is not ours
+                raise BadParameter(f"{name} is not a cursor this dashboard made")
+            key.append(at.astimezone(UTC))
         elif _is(value, kind):
             key.append(value)
         else:

@@ -45,8 +45,10 @@ __all__ = [
 ]
 
 
-# PageQueries first: it extends ResultQueries, and a subclass must precede its base.
+# Subclasses precede their bases: DashboardQueries extends PageQueries, which extends
+# ResultQueries.
 class Store(
+    DashboardQueries,
     PageQueries,
     ResultQueries,
     BatchQueries,
@@ -54,7 +56,6 @@ class Store(
     RunQueries,
     AdminQueries,
     ChangeQueries,
-    DashboardQueries,
     PinQueries,
 ):
     """Typed queries over one open connection (and its transaction)."""

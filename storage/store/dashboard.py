@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
-from storage.store._base import StoreBase
-from storage.store.tables import BATCHES, DELIVERIES, JOBS, b, d, j
+from storage.store.pages import PageQueries
+from storage.store.tables import DELIVERIES, JOBS, d, j
 
 # Enough deliveries to say which secret and construction are in use, few enough to stay cheap.
 RECENT_DELIVERIES = 1000
@@ -62,7 +62,7 @@ class Lag:
     received_at: datetime
 
 
-class DashboardQueries(StoreBase):
+class DashboardQueries(PageQueries):
     def batches_page(
         self,
         *,
@@ -71,15 +71,9 @@ class DashboardQueries(StoreBase):
         job_id: str | None = None,
         limit: int = 50,
     ) -> list[RowMapping]:
-        """Tracked batches, newest tracked first; ``after`` is ``(tracked_at, batch_id)``."""
-        query = sa.select(BATCHES).order_by(b.tracked_at.desc(), b.batch_id.desc()).limit(limit)
-        if after is not None:
-            query = query.where(sa.tuple_(b.tracked_at, b.batch_id) < sa.tuple_(*after))
-        if status is not None:
-            query = query.where(b.status == status)
-        if job_id is not None:
-            query = query.where(b.job_id == job_id)
-        return list(self.conn.execute(query).mappings())
+        """Tracked batches, newest tracked first; ``after`` is ``(tracked_at, batch_id)``.
+        The read API's keyset page, with the dashboard's defaults."""
+        return self.page_batches(status=status, after=after, limit=limit, job_id=job_id)
 
     def local_counts(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
         """Stored results per batch and status, for the given batches only."""

@@ -35,12 +35,19 @@ class PageQueries(ResultQueries):
         return list(self.conn.execute(query).mappings())
 
     def page_batches(
-        self, *, status: str | None, after: BatchKey | None, limit: int
+        self,
+        *,
+        status: str | None,
+        after: BatchKey | None,
+        limit: int,
+        job_id: str | None = None,
     ) -> list[RowMapping]:
         """Newest tracked first, then by batch id (descending)."""
         query = sa.select(BATCHES)
         if status is not None:
             query = query.where(b.status == status)
+        if job_id is not None:
+            query = query.where(b.job_id == job_id)
         if after is not None:
             query = query.where(sa.tuple_(b.tracked_at, b.batch_id) < sa.tuple_(*_bind_key(after)))
         query = query.order_by(b.tracked_at.desc(), b.batch_id.desc()).limit(limit)

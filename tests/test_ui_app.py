@@ -284,6 +284,24 @@ def test_overview_shows_batch_convergence_and_verification(
     assert "x-webhook-signature/body" in html
 
 
+def test_overview_and_batch_page_judge_a_batch_by_the_same_last_run(
+    signed_in: TestClient, sqlite_engine: Engine
+) -> None:
+    """A dry run after a failing run changes nothing: both pages say unreachable."""
+    with transaction(sqlite_engine) as store:
+        store.track_batch(batch_state("batch_1"), now=at(-60))
+        failing = store.start_run(now=at(-30), dry_run=False)
+        store.finish_run(failing, now=at(-29), summary={"errors": {"http": 1}})
+        dry = store.start_run(now=at(-10), dry_run=True)
+        store.finish_run(dry, now=at(-9), summary={"errors": {}})
+    overview = signed_in.get("/ui/").text
+    row = re.search(r'<tr data-batch="batch_1">.*?</tr>', overview, re.S)
+    assert row is not None
+    assert "state-unreachable" in row.group(0)
+    page = signed_in.get("/ui/batches/batch_1").text
+    assert 'id="state">unreachable<' in page
+
+
 def test_batch_page_lists_jobs_rejections_and_a_score_chart(
     signed_in: TestClient, sqlite_engine: Engine
 ) -> None:

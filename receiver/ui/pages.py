@@ -51,7 +51,7 @@ def overview(
     rows = store.batches_page(after=after, status=status, job_id=job, limit=BATCHES_PER_PAGE)
     counts = store.local_counts([row["batch_id"] for row in rows])
     runs = store.list_runs(limit=RECENT_RUNS)
-    last_run = next((run for run in runs if not run["dry_run"]), None)
+    last_run = _last_real_run(runs)
     batches = [views.batch_view(row, counts[row["batch_id"]], last_run) for row in rows]
     cursor = None
     if len(rows) == BATCHES_PER_PAGE:
@@ -92,10 +92,10 @@ def batch(store: Store, batch_id: str, params: Mapping[str, str]) -> Page | None
     if len(results) == RESULTS_PER_PAGE:
         cursor = encode_cursor(results[-1]["scoring_job_id"])
     counts = store.local_counts([batch_id])[batch_id]
-    runs = store.list_runs(limit=1)
+    last_run = _last_real_run(store.list_runs(limit=RECENT_RUNS))
     histogram = store.score_histogram(row["job_id"])
     context = {
-        "batch": views.batch_view(row, counts, runs[0] if runs else None),
+        "batch": views.batch_view(row, counts, last_run),
         "results": results,
         "rejected": store.rejected_for_batch(batch_id),
         "chart": charts.histogram_svg(histogram.counts, title=f"Scores of job {row['job_id']}"),
@@ -167,3 +167,9 @@ def delivery(store: Store, delivery_id: str, params: Mapping[str, str]) -> Page 
 
 
 __all__ = ["BadParameter", "Page", "batch", "deliveries", "delivery", "overview", "result"]
+
+
+def _last_real_run(runs: Sequence[Mapping[Any, Any]]) -> Mapping[Any, Any] | None:
+    """The newest run that wrote (a dry run reconciles nothing): what every page judges
+    a batch's convergence by, so the overview and the batch page agree."""
+    return next((run for run in runs if not run["dry_run"]), None)

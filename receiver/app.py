@@ -35,7 +35,7 @@ from receiver.metrics import CONTENT_TYPE, Metrics
 from receiver.pinning import PinPolicy
 from receiver.read_api import ReadApi
 from receiver.settings import Settings, load_settings
-from receiver.signatures import Verified, fingerprint, verify
+from receiver.signatures import ID_SIGNED, Verified, fingerprint, verify
 from receiver.ui.routes import dashboard_routes
 from receiver.vocabulary import known_event
 from receiver.writer import Writer
@@ -60,13 +60,10 @@ def _utcnow() -> datetime:
 
 
 # The constructions whose signed message includes X-Webhook-Id (receiver.signatures).
-_ID_SIGNED = frozenset({"id.timestamp.body"})
-
-
 def _delivery_key(verified: Verified, body_sha256: str) -> str:
     """The inbox row's identity: the body hash, plus the webhook id only when the matched
     signature covers it (NOVA.md decision 4): an unsigned id can be made up by anyone."""
-    signed_id = verified.webhook_id if verified.construction in _ID_SIGNED else None
+    signed_id = verified.webhook_id if verified.construction in ID_SIGNED else None
     return inbox_key(body_sha256, signed_id)
 
 

@@ -70,3 +70,14 @@ class NovaResponseError(NovaApiError):
     """Nova answered 2xx but the body does not match the documented schema."""
 
     kind = "malformed_response"
+
+
+def leaf_error(exc: BaseException) -> BaseException:
+    """The one real error inside (nested) exception groups, e.g. from ``asyncio.TaskGroup``.
+
+    A group of several errors reports its first one: the others are usually cancellations
+    it caused.
+    """
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from receiver import cursors
-from receiver.query_params import STATUSES, Query, cursor_param
+from receiver.query_params import Query, cursor_param
 from receiver.rows import json_row
+from storage.records import STATUSES
 from storage.store import ChangeFilter, Store
 
 FEED_PARAMETERS = ("after", "limit", "wait", "job", "batch", "status", "include")

@@ -34,11 +34,6 @@ class Accepted:
     event: Event | None
 
 
-def apply_event(store: Store, event: Event | None, *, now: datetime) -> WebhookStatus:
-    """Apply a parsed event (None: unparsed); returns the webhook response status."""
-    return _apply(store, event, now=now)[0]
-
-
 def _apply(
     store: Store, event: Event | None, *, now: datetime, delivered: bool = True
 ) -> tuple[WebhookStatus, ResultChange | None]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar, get_args
+from typing import TypeVar
 
 from receiver.cursors import CursorError
-from storage.records import Status
+from receiver.values import is_ascii_digits
 
 MAX_TEXT = 200
 _MAX_DIGITS = 12
@@ -22,7 +22,6 @@ _DURATION = re.compile(r"([0-9]{1,6})([smhdw])")
 _SPACED_OFFSET = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # One vocabulary: the statuses a stored result can have.
-STATUSES: tuple[str, ...] = get_args(Status)
 _T = TypeVar("_T")
 
 
@@ -79,7 +78,7 @@ class Query:
         value = self._values.get(name)
         if value is None:
             return default
-        if not (value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS):
+        if not (is_ascii_digits(value) and len(value) <= _MAX_DIGITS):
             raise QueryError(name, f"must be a whole number from {low} to {high}")
         number = int(value)
         if not low <= number <= high:

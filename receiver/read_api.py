@@ -20,15 +20,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver import cursors
 from receiver.feed_api import FEED_PARAMETERS, POLL_SECONDS, read_changes
 from receiver.http_errors import ERROR_HANDLERS, UNAUTHORIZED, json_answer
-from receiver.query_params import STATUSES, Query, QueryError, cursor_param
+from receiver.http_headers import SetHeaders
+from receiver.query_params import Query, QueryError, cursor_param
 from receiver.rows import json_row
 from receiver.tokens import TokenError, check_token
 from storage.db import Engine, transaction
+from storage.records import STATUSES
 from storage.store import ResultFilter, Store
 
 log = structlog.get_logger("nova_sink.read_api")
@@ -38,23 +39,6 @@ DEFAULT_LIMIT = 50
 _HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
 _T = TypeVar("_T")
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class ApiHeaders:
-    """Pure ASGI wrapper: the API's headers on every response it sends, whoever built it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                names = {name for name, _ in _HEADERS}
-                kept = [h for h in message.get("headers", []) if h[0].lower() not in names]
-                message = {**message, "headers": [*kept, *_HEADERS]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
@@ -90,12 +74,12 @@ class ReadApi:
                 Route("/changes", self._guard(self._changes), methods=["GET"]),
             ],
             # Errors map to answers in one place (receiver.http_errors), inside this app so
-            # that ApiHeaders still adds no-store/nosniff to them.
+            # that SetHeaders still adds no-store/nosniff to them.
             exception_handlers={HTTPException: _http_error, **ERROR_HANDLERS},
         )
         # A redirect would be built from the request's Host header.
         api.router.redirect_slashes = False
-        return [Mount("/api", app=ApiHeaders(api))]
+        return [Mount("/api", app=SetHeaders(api, _HEADERS))]
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from receiver.errors import NovaApiError, NovaHttpError, NovaSinkError
+from receiver.errors import NovaApiError, NovaHttpError, NovaSinkError, leaf_error
 from receiver.nova import LegacyJobRef, NovaClient
 from storage.db import Engine, transaction
 from storage.errors import LeaseHeld
@@ -196,7 +196,7 @@ class Reconciler:
                     for job in jobs:
                         group.create_task(self._guarded(semaphore, self._job, job))
             except BaseExceptionGroup as group_error:
-                raise _first_leaf(group_error) from None
+                raise leaf_error(group_error) from None
             self.summary.gaps_remaining = await asyncio.to_thread(self._gaps, batch_id)
         finally:
             self.summary.requests = self.client.stats.requests
@@ -411,14 +411,6 @@ class Reconciler:
         return await self.client.get_legacy_scoring_job(
             target.scoring_job_id, tenant_id=target.tenant_id
         )
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real error of a task group (the others are mostly the cancellations)."""
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
 
 
 @dataclass

@@ -48,6 +48,8 @@ __all__ = [
 
 Construction = Literal["body", "timestamp.body", "id.timestamp.body"]
 CONSTRUCTIONS: tuple[Construction, ...] = ("body", "timestamp.body", "id.timestamp.body")
+# The constructions whose signed message covers ``X-Webhook-Id`` (see ``_message_prefix``).
+ID_SIGNED: frozenset[Construction] = frozenset({"id.timestamp.body"})
 # NOVA_SIGNATURE_CONSTRUCTION's values (other than "auto") and the construction each names.
 CONSTRUCTION_SETTINGS: dict[str, Construction] = {
     "body": "body",

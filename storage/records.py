@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Status = Literal["pending", "completed", "failed"]
+STATUSES: tuple[Status, ...] = get_args(Status)
 Api = Literal["v1", "legacy"]
 
 # Higher wins. Nothing ever goes back to a non-terminal status, and completed outranks failed.
@@ -161,6 +162,9 @@ class BatchState:
     created_at: datetime | None = None
     completed_at: datetime | None = None
 
+
+# The inbox outcome of a verified body that was kept, not applied (replayable later).
+STORED_UNPARSED = "stored-unparsed"
 
 # A batch status of ours, beside Nova's: Nova answered 404 for it run after run, and
 # reconcile stopped asking (``nova-sink batches untrack`` or ``reconcile --batch`` revive it).

@@ -32,6 +32,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "starlette": (
         "receiver/app.py",
         "receiver/http_errors.py",
+        "receiver/http_headers.py",
         "receiver/read_api.py",
         "receiver/api/*",
         "receiver/ui/*",

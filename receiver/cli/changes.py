@@ -55,8 +55,8 @@ def results_changes(
 ) -> None:
     from receiver import cursors
     from receiver.logs import configure_logging
-    from receiver.query_params import STATUSES
     from storage.db import transaction
+    from storage.records import STATUSES
     from storage.store import ChangeFilter
 
     cfg = settings()

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 from receiver.cli.output import neutralise
-from receiver.errors import ConfigError, NovaSinkError
+from receiver.errors import ConfigError, NovaSinkError, leaf_error
+from receiver.values import is_ascii_digits
 from storage.errors import LeaseHeld, StorageError
 
 if TYPE_CHECKING:
@@ -73,17 +74,6 @@ def configure_cli_logging(command: str | None = None) -> None:
     structlog.configure(cache_logger_on_first_use=False)
 
 
-def leaf_error(exc: BaseException) -> BaseException:
-    """The one real error inside (nested) exception groups, e.g. from ``asyncio.TaskGroup``.
-
-    A group of several errors reports its first one: the others are usually cancellations
-    it caused.
-    """
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def run_guarded(app: typer.Typer, argv: Sequence[str] | None = None) -> int:
     """Run the Typer app; expected errors become one stderr line and an exit code.
 
@@ -101,6 +91,10 @@ def run_guarded(app: typer.Typer, argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
+def lease_held_message(exc: LeaseHeld) -> str:
+    return f"another reconcile is running ({exc.holder}); try again when it has finished"
+
+
 def _report(exc: BaseException) -> int:  # noqa: PLR0911 - one exit code per error kind
     match exc:
         case CliError():
@@ -110,7 +104,7 @@ def _report(exc: BaseException) -> int:  # noqa: PLR0911 - one exit code per err
             _error(f"configuration: {exc}")
             return EXIT_CONFIG
         case LeaseHeld():
-            _error(f"another reconcile is running ({exc.holder}); try again when it has finished")
+            _error(lease_held_message(exc))
             return EXIT_TEMPFAIL
         case NovaSinkError() | StorageError():
             _error(str(exc))
@@ -188,7 +182,7 @@ def parse_age(text: str, *, option: str = "duration") -> timedelta:
     """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` → timedelta; anything else is exit 2."""
     units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     value, unit = text[:-1], text[-1:].lower()
-    if unit not in units or not (value.isascii() and value.isdigit()) or len(value) > 9:
+    if unit not in units or not is_ascii_digits(value) or len(value) > 9:
         usage_error(
             f"{option}: cannot read {text!r}: use a number and one of s, m, h, d, w (e.g. 90d)"
         )
@@ -200,7 +194,7 @@ def parse_age(text: str, *, option: str = "duration") -> timedelta:
 
 def parse_since(text: str, *, option: str = "--since") -> datetime:
     """An ISO timestamp (or unix seconds), or a duration meaning "that long ago"."""
-    from receiver.signatures import parse_timestamp
+    from receiver.values import parse_timestamp
 
     try:
         return parse_timestamp(text)

@@ -89,9 +89,10 @@ def _filter(
     since: str | None,
     until: str | None = None,
 ) -> Any:
+    from storage.records import STATUSES
     from storage.store import ResultFilter
 
-    if status is not None and status not in {"pending", "completed", "failed"}:
+    if status is not None and status not in STATUSES:
         usage_error(f"--status must be pending, completed or failed, not {status!r}")
     return ResultFilter(
         job_id=job,

@@ -12,9 +12,9 @@ import typer
 
 from receiver.cli.common import (
     EXIT_FAILURE,
-    EXIT_TEMPFAIL,
     JSON_OPTION,
     fail,
+    lease_held_message,
     open_engine,
     settings,
     store_for,
@@ -274,10 +274,9 @@ def reconcile(
     try:
         summary = asyncio.run(_reconcile(cfg, engine, batch, dry_run, concurrency, grace_minutes))
     except LeaseHeld as exc:
-        message = f"another reconcile is running ({exc.holder}); try again when it has finished"
-        if as_json:
-            print_json({"error": "lease_held", "message": message}, compact=True)
-        fail(message, EXIT_TEMPFAIL)
+        if as_json:  # the stderr line and exit 75 come from the CLI's one error report
+            print_json({"error": "lease_held", "message": lease_held_message(exc)}, compact=True)
+        raise
     except BatchNotTracked as exc:
         fail(f"{exc}; add it with `nova-sink track JOB_ID {exc.batch_id}`")
     finally:

@@ -291,7 +291,7 @@ def token_create(
     from receiver.tokens import create_token
 
     if ui:
-        _ui_link(parse_age(ttl), url, as_json=as_json)
+        _ui_link(parse_age(ttl, option="--ttl"), url, as_json=as_json)
         return
     key = settings().read_token_key()
     lifetime = parse_age(ttl, option="--ttl")

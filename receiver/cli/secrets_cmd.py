@@ -9,7 +9,9 @@ from receiver.cli.output import print_json, print_table
 from receiver.rows import json_row
 
 secrets_app = typer.Typer(
-    help="Configured webhook secrets and their signature pins.", no_args_is_help=True
+    help="Configured webhook secrets and their signature pins.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 SECRET_COLUMNS = (

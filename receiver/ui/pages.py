@@ -13,10 +13,11 @@ from urllib.parse import urlencode
 
 from receiver.ui import charts, views
 from receiver.ui.paging import BadParameter, choice, decode_cursor, encode_cursor, only
+from receiver.values import is_ascii_digits
 from receiver.vocabulary import WebhookStatus
+from storage.records import STATUSES
 from storage.store import Store
 
-STATUSES = ("pending", "completed", "failed")
 OUTCOMES = tuple(status.value for status in WebhookStatus)
 BATCHES_PER_PAGE = 25
 RESULTS_PER_PAGE = 100
@@ -158,7 +159,7 @@ def deliveries(store: Store, params: Mapping[str, str]) -> Page:
 
 def delivery(store: Store, delivery_id: str, params: Mapping[str, str]) -> Page | None:
     only(params, ())
-    if not (delivery_id.isascii() and delivery_id.isdigit()) or len(delivery_id) > 18:
+    if not is_ascii_digits(delivery_id) or len(delivery_id) > 18:
         return None
     row = store.delivery_by_id(int(delivery_id))
     if row is None:

@@ -21,9 +21,9 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.http_errors import answer_for
+from receiver.http_headers import SetHeaders
 from receiver.settings import Settings
 from receiver.ui import auth, pages
 from receiver.ui.paging import BadParameter
@@ -47,23 +47,6 @@ _HEADERS = [
         b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
 ]
-
-
-class NoStore:
-    """Pure ASGI middleware: the dashboard's headers on every response it sends."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                names = {name for name, _ in _HEADERS}
-                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
-                message["headers"] = kept + _HEADERS
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
 
 
 class Dashboard:
@@ -207,7 +190,7 @@ def dashboard_routes(
     app = Starlette(
         routes=dashboard.routes(),
         middleware=[
-            Middleware(NoStore),
+            Middleware(SetHeaders, headers=_HEADERS),
             Middleware(
                 SessionMiddleware,
                 secret_key=keys[0],

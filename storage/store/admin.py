@@ -9,11 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from storage.records import STORED_UNPARSED
 from storage.store._base import StoreBase
 from storage.store.dialect import body_contains
 from storage.store.tables import BATCHES, DELIVERIES, ERASED, JOBS, REJECTED, b, d, j, r
 
-STORED_UNPARSED = "stored-unparsed"
 UNPARSED_EVENT = "(unparsed)"  # how ``stats`` names deliveries whose body did not parse
 
 

@@ -5,7 +5,7 @@ definitions and executed through ``exec_driver_sql`` with plain tuples: no state
 compilation, no per-row bind processing. SQLAlchemy's ``execute(insert(...), rows)`` spent
 more Python time per row than SQLite spent storing it, in the writer thread, where that
 time also holds the GIL against the event loop. The values are converted here, once per
-row, to what each driver stores (``hot_sql(dialect).job_row`` and ``.delivery_row``).
+row, to what each driver stores (``hot_sql(dialect).job_row``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from storage.records import (
+    STORED_UNPARSED,
     InboundDelivery,
 )
 from storage.store._base import StoreBase
@@ -109,9 +110,9 @@ class InboxQueries(StoreBase):
     def unparsed_delivery_ids(self) -> list[int]:
         """Deliveries stored unparsed that no replay has parsed yet, with their body."""
         query = sa.select(d.id).where(
-            d.outcome == "stored-unparsed",
+            d.outcome == STORED_UNPARSED,
             d.raw_body.is_not(None),
-            sa.or_(d.replay_outcome.is_(None), d.replay_outcome == "stored-unparsed"),
+            sa.or_(d.replay_outcome.is_(None), d.replay_outcome == STORED_UNPARSED),
         )
         return [int(i) for i in self.conn.execute(query.order_by(d.id)).scalars()]
 

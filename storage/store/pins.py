@@ -12,10 +12,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from storage.models import SignaturePin
 from storage.store._base import StoreBase
+from storage.store.tables import PINS
 
-PINS: sa.Table = SignaturePin.__table__  # type: ignore[attr-defined]
 _p = PINS.c
 
 

@@ -14,6 +14,7 @@ from storage.models import (
     RejectedApplicationRow,
     ResultChangeRow,
     ScoringJob,
+    SignaturePin,
 )
 
 JOBS: sa.Table = ScoringJob.__table__  # type: ignore[attr-defined]
@@ -25,4 +26,5 @@ LEASES: sa.Table = Lease.__table__  # type: ignore[attr-defined]
 CHANGES: sa.Table = ResultChangeRow.__table__  # type: ignore[attr-defined]
 COUNTER: sa.Table = ChangeCounter.__table__  # type: ignore[attr-defined]
 ERASED: sa.Table = ErasedApplication.__table__  # type: ignore[attr-defined]
+PINS: sa.Table = SignaturePin.__table__  # type: ignore[attr-defined]
 j, b, r, d = JOBS.c, BATCHES.c, REJECTED.c, DELIVERIES.c

@@ -15,17 +15,19 @@ seen the state in between); a creation stays a creation.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from storage.store._base import StoreBase
+from storage.store.dialect import hot_sql
 from storage.store.results import Change
-from storage.store.tables import CHANGES, COUNTER, j
+from storage.store.tables import CHANGES, COUNTER
 
 ChangeKind = Literal["created", "updated"]
 _COUNTER_ID = 1
@@ -80,22 +82,6 @@ def fold(changes: Sequence[ResultChange]) -> list[ResultChange]:
     return list(folded.values())
 
 
-# Built once: the row copies the result's status, job and batch as they are at commit.
-# One executemany of a prebuilt INSERT … SELECT costs a third of a SELECT plus an insert.
-_LOG_INSERT = sa.insert(CHANGES).from_select(
-    ["seq", "scoring_job_id", "kind", "status", "job_id", "batch_id", "changed_at"],
-    sa.select(
-        sa.bindparam("seq", type_=sa.BigInteger),
-        j.scoring_job_id,
-        sa.bindparam("kind", type_=sa.String),
-        j.status,
-        j.job_id,
-        j.batch_id,
-        sa.bindparam("at", type_=CHANGES.c.changed_at.type),
-    ).where(j.scoring_job_id == sa.bindparam("sid")),
-)
-
-
 class ChangeQueries(StoreBase):
     def log_changes(self, changes: Sequence[ResultChange], *, now: datetime) -> int:
         """Number and record ``changes``; returns the last number handed out (0: none).
@@ -106,30 +92,21 @@ class ChangeQueries(StoreBase):
         folded = fold(changes)
         if not folded:
             return 0
-        top = self._bump_counter(len(folded))
+        sql = hot_sql(self._dialect)
+        (top,) = self.conn.exec_driver_sql(sql.bump_counter, (len(folded),)).one()
         first = top - len(folded) + 1
-        params = [
-            {"seq": seq, "sid": change.scoring_job_id, "kind": change.kind, "at": now}
-            for seq, change in enumerate(folded, start=first)
-        ]
-        self.conn.execute(_LOG_INSERT, params)
-        # A number without its row would be a change no reader ever sees (rowcount is not
-        # reliable for executemany on every driver, so count the range just written).
-        written = self.conn.execute(
-            sa.select(sa.func.count()).where(CHANGES.c.seq.between(first, top))
-        ).scalar_one()
-        if written != len(params):
-            raise LookupError(f"{len(params) - written} changed results are not stored")
-        return top
-
-    def _bump_counter(self, n: int) -> int:
-        """Add ``n`` to the counter (creating its row if missing); returns the new value."""
-        stmt = self._insert(COUNTER).values(id=_COUNTER_ID, seq=n)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["id"], set_={"seq": COUNTER.c.seq + stmt.excluded.seq}
-        ).returning(COUNTER.c.seq)
-        top: int = self.conn.execute(stmt).scalar_one()
-        return top
+        seqs = list(range(first, top + 1))
+        ids = [change.scoring_job_id for change in folded]
+        kinds = [change.kind for change in folded]
+        if self._dialect == "postgresql":
+            params: tuple[Any, ...] = (sql.time(now), seqs, ids, kinds)
+        else:
+            params = (sql.time(now), json.dumps(list(zip(seqs, ids, kinds, strict=True))))
+        written = self.conn.exec_driver_sql(sql.log_changes, params).rowcount
+        # A number without its row would be a change no reader ever sees.
+        if written != len(folded):
+            raise LookupError(f"{len(folded) - written} changed results are not stored")
+        return int(top)
 
     def change_head(self) -> int:
         """The last change number committed (0 before the first change)."""

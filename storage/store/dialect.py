@@ -136,6 +136,11 @@ class HotSql:
     upsert_deliveries: str
     # (webhook id, body hash) of the stored deliveries whose webhook id is in a list.
     deliveries_by_webhook_id: str
+    # The change feed: add n to the counter (creating its row), returning the new value;
+    # then one statement for all the changes of a commit, copying each result's status,
+    # job and batch as they are now. One statement, so its rowcount is exact on both drivers.
+    bump_counter: str
+    log_changes: str
     time: Callable[[datetime | None], Any]
     returns_inserted: bool
 
@@ -156,6 +161,13 @@ class HotSql:
 _RESULT_VALUES = operator.attrgetter(*RESULT_COLUMNS)
 _LIST_INDEXES = tuple(i for i, name in enumerate(RESULT_COLUMNS) if name in _LISTS)
 _TIME_INDEXES = tuple(i for i, name in enumerate(RESULT_COLUMNS) if name in _TIMES)
+
+
+_BUMP_COUNTER = (
+    "INSERT INTO change_counter (id, seq) VALUES (1, ?)"
+    " ON CONFLICT (id) DO UPDATE SET seq = change_counter.seq + excluded.seq RETURNING seq"
+)
+_CHANGE_COLUMNS = "seq, scoring_job_id, kind, status, job_id, batch_id, changed_at"
 
 
 def _placeholders(style: str, n: int) -> str:
@@ -187,6 +199,13 @@ def hot_sql(dialect: str) -> HotSql:
             deliveries_by_webhook_id=(
                 "SELECT webhook_id, body_sha256 FROM delivery WHERE webhook_id = ANY(%s)"
             ),
+            bump_counter=_BUMP_COUNTER.replace("?", "%s"),
+            log_changes=(
+                f"INSERT INTO result_change ({_CHANGE_COLUMNS})"  # noqa: S608
+                " SELECT u.seq, j.scoring_job_id, u.kind, j.status, j.job_id, j.batch_id, %s"
+                " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(seq, sid, kind)"
+                " JOIN scoring_job AS j ON j.scoring_job_id = u.sid"
+            ),
             time=_pg_time,
             returns_inserted=True,
         )
@@ -207,6 +226,14 @@ def hot_sql(dialect: str) -> HotSql:
         deliveries_by_webhook_id=(
             "SELECT webhook_id, body_sha256 FROM delivery"
             " WHERE webhook_id IN (SELECT value FROM json_each(?))"
+        ),
+        bump_counter=_BUMP_COUNTER,
+        log_changes=(
+            f"INSERT INTO result_change ({_CHANGE_COLUMNS})"  # noqa: S608
+            " SELECT json_extract(u.value, '$[0]'), j.scoring_job_id,"
+            " json_extract(u.value, '$[2]'), j.status, j.job_id, j.batch_id, ?"
+            " FROM json_each(?) AS u"
+            " JOIN scoring_job AS j ON j.scoring_job_id = json_extract(u.value, '$[1]')"
         ),
         time=sqlite_time,
         returns_inserted=False,

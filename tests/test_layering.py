@@ -31,6 +31,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "stamina": ("receiver/nova/client.py",),
     "starlette": (
         "receiver/app.py",
+        "receiver/webhook.py",
         "receiver/http_errors.py",
         "receiver/http_headers.py",
         "receiver/read_api.py",

@@ -186,7 +186,7 @@ def test_learned_pin_survives_a_restart(
     with TestClient(make_app()) as client:
         assert post(client, body, headers).status_code == 200
     with TestClient(make_app()) as client:
-        assert client.app.state.receiver.pins.allowed == ["timestamp.body"]  # type: ignore[attr-defined]
+        assert client.app.state.receiver.webhook.pins.allowed == ["timestamp.body"]  # type: ignore[attr-defined]
         plain = score_completed("sj_2")
         assert post(client, plain, sign(SECRET, plain)).status_code == 401
 

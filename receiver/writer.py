@@ -31,7 +31,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from receiver.ingest import Accepted, ingest, ingest_group
-from storage.db import Engine, transaction
+from storage.db import Engine, WriteLane
 from storage.errors import StoreUnavailable
 
 # A queued delivery's longest wait before the writer picks it up. A group waits at most the
@@ -42,6 +42,10 @@ from storage.errors import StoreUnavailable
 MAX_WAIT_SECONDS = 10.0
 
 MAX_FILL_WAIT_SECONDS = 0.001
+
+# Under load the writer keeps its connection from one group to the next; idle this long,
+# it gives it back to the pool.
+RELEASE_AFTER_IDLE_SECONDS = 1.0
 
 _Job = tuple[Accepted, "asyncio.Future[str]", float]
 _Outcome = str | BaseException
@@ -62,11 +66,13 @@ class Writer:
         now: Callable[[], datetime],
         max_group: int = 256,
         max_wait: float = MAX_WAIT_SECONDS,
+        release_after: float = RELEASE_AFTER_IDLE_SECONDS,
     ) -> None:
-        self._engine = engine
+        self._lane = WriteLane(engine)
         self._now = now
         self._max_group = max_group
         self._max_wait = max_wait
+        self._release_after = release_after
         self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="nova-sink-writer", daemon=True)
         # Event-loop state: only ever touched on the loop's thread.
@@ -158,8 +164,13 @@ class Writer:
 
     def _run(self) -> None:
         while True:
-            group = self._queue.get()
+            try:
+                group = self._queue.get(timeout=self._release_after)
+            except queue.Empty:
+                self._lane.release()  # idle: hold no connection while waiting
+                group = self._queue.get()
             if group is None:
+                self._lane.release()
                 return
             started = time.monotonic()
             outcomes = self._commit(group)
@@ -194,7 +205,7 @@ class Writer:
         if not items:
             return []
         try:
-            with transaction(self._engine) as store:
+            with self._lane.transaction() as store:
                 statuses: list[_Outcome] = list(ingest_group(store, items, now=self._now()))
         except StoreUnavailable as exc:
             return [exc] * len(items)
@@ -206,7 +217,7 @@ class Writer:
 
     def _commit_alone(self, item: Accepted) -> _Outcome:
         try:
-            with transaction(self._engine) as store:
+            with self._lane.transaction() as store:
                 return ingest(store, item, now=self._now())
         except Exception as exc:  # noqa: BLE001 - handed to the waiting request, not swallowed
             return exc

@@ -27,7 +27,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from storage.errors import StoreUnavailable
 from storage.store import Store
 
-__all__ = ["Engine", "Synchronous", "is_unavailable", "make_engine", "sqlite_path", "transaction"]
+__all__ = [
+    "Engine",
+    "Synchronous",
+    "WriteLane",
+    "is_unavailable",
+    "make_engine",
+    "sqlite_path",
+    "transaction",
+]
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -146,6 +154,19 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 @contextmanager
+def _unavailable_errors() -> Iterator[None]:
+    """Operational database failures as ``StoreUnavailable``; anything else unchanged."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if is_unavailable(exc):
+            raise StoreUnavailable(str(exc.orig).splitlines()[0] if exc.orig else str(exc)) from exc
+        raise
+    except sa.exc.TimeoutError as exc:  # every pooled connection busy past pool_timeout
+        raise StoreUnavailable("no database connection free") from exc
+
+
+@contextmanager
 def transaction(engine: Engine, *, write: bool = True, commit: bool = True) -> Iterator[Store]:
     """Open one transaction and yield a ``Store`` on it; commit on success, roll back on error.
 
@@ -155,18 +176,48 @@ def transaction(engine: Engine, *, write: bool = True, commit: bool = True) -> I
     failures (database down, locked past the busy timeout, read-only, disk full) surface as
     ``StoreUnavailable``.
     """
-    try:
-        with engine.connect() as conn:
-            if write:
-                # Modifies the connection in place; read by the "begin" hook.
+    with _unavailable_errors(), engine.connect() as conn:
+        if write:
+            # Modifies the connection in place; read by the "begin" hook.
+            conn.execution_options(**{_WRITE: True})
+        with conn.begin() as tx:
+            yield Store(conn)
+            if not commit:
+                tx.rollback()
+
+
+class WriteLane:
+    """Write transactions on one connection kept between them: the webhook writer's.
+
+    Under load the writer commits group after group; checking a connection out of the pool
+    and back in (with its reset) for each cost as much as a statement. The connection is
+    given back when the caller goes idle (``release``), so an idle lane holds nothing and
+    the pool's pre-ping checks it again before the next use; and after any failed
+    transaction, which may have left it unusable (a restarted server).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: sa.Connection | None = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Like ``transaction(engine)`` (a write that commits), on the kept connection."""
+        with _unavailable_errors():
+            conn = self._conn
+            if conn is None:
+                conn = self._engine.connect()
                 conn.execution_options(**{_WRITE: True})
-            with conn.begin() as tx:
-                yield Store(conn)
-                if not commit:
-                    tx.rollback()
-    except DBAPIError as exc:
-        if is_unavailable(exc):
-            raise StoreUnavailable(str(exc.orig).splitlines()[0] if exc.orig else str(exc)) from exc
-        raise
-    except sa.exc.TimeoutError as exc:  # every pooled connection busy past pool_timeout
-        raise StoreUnavailable("no database connection free") from exc
+                self._conn = conn
+            try:
+                with conn.begin():
+                    yield Store(conn)
+            except BaseException:
+                self.release()
+                raise
+
+    def release(self) -> None:
+        """Give the connection back to the pool (the next transaction takes one again)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

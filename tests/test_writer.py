@@ -58,3 +58,29 @@ def test_next_group_waits_for_the_requests_just_answered(sqlite_engine: Engine) 
         )
     assert groups["sj_first"] != groups["sj_q0"]
     assert groups["sj_q0"] == groups["sj_q1"] == groups["sj_follow_up"]
+
+
+def test_writer_keeps_its_connection_under_load_and_gives_it_back_when_idle(
+    sqlite_engine: Engine,
+) -> None:
+    """Consecutive groups share one pooled connection (no check-out per commit); an idle
+    writer holds none, so the pool's pre-ping checks it again before the next group."""
+    pool = sqlite_engine.pool
+    writer = Writer(sqlite_engine, now=lambda: NOW, release_after=0.3)
+
+    async def scenario() -> list[int]:
+        held = []
+        for n in range(3):  # three groups in a row, each answered before the next
+            await writer.submit(accepted(f"sj_{n}"))
+            held.append(pool.checkedout())  # type: ignore[attr-defined]
+        await asyncio.sleep(0.6)
+        held.append(pool.checkedout())  # type: ignore[attr-defined]
+        return held
+
+    writer.start()
+    try:
+        held = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert held == [1, 1, 1, 0]
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]

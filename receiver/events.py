@@ -114,10 +114,13 @@ def _text(obj: dict[str, Any], key: str, *, required: bool = False) -> str | Non
 def _storable(key: str, value: str) -> str:
     if "\x00" in value:
         _fail(f"{key} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        _fail(f"{key} contains a lone surrogate")
+    # isascii() reads a flag CPython keeps on every string: only non-ASCII text can hold a
+    # lone surrogate, and only it pays for the encoding check (this runs on every delivery).
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            _fail(f"{key} contains a lone surrogate")
     return value
 
 
@@ -125,9 +128,13 @@ def _texts(obj: dict[str, Any], key: str) -> tuple[str, ...] | None:
     value = obj.get(key)
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, list):
         _fail(f"{key} must be a list of strings")
-    return tuple(_storable(key, item) for item in value)
+    for item in value:
+        if not isinstance(item, str):
+            _fail(f"{key} must be a list of strings")
+        _storable(key, item)
+    return tuple(value)
 
 
 def _integer(obj: dict[str, Any], key: str) -> int | None:

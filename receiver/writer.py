@@ -83,10 +83,14 @@ class Writer:
         self._fill_target = 0  # deliveries expected in the next group
         self._fill_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        # Set while the thread runs; read on every delivery (``Thread.is_alive`` takes a
+        # lock each time).
+        self._running = False
         self._idle = threading.Event()
         self._idle.set()
 
     def start(self) -> None:
+        self._running = True
         self._thread.start()
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -105,7 +109,7 @@ class Writer:
 
     async def submit(self, item: Accepted) -> str:
         """Queue ``item`` and wait until it is committed; returns the response status."""
-        if self._closed or not self._thread.is_alive():
+        if self._closed or not self._running:
             # Not started (app used without its lifespan) or already stopped: never hang.
             raise StoreUnavailable("the writer is not running")
         loop = asyncio.get_running_loop()
@@ -135,7 +139,7 @@ class Writer:
             return
         group = self._pending[: self._max_group]
         del self._pending[: self._max_group]
-        if not self._thread.is_alive():
+        if not self._running:
             _answer(group, [StoreUnavailable("the writer is not running")] * len(group))
             self._after_group()
             return
@@ -163,6 +167,12 @@ class Writer:
     # ---- writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._running = False
+
+    def _serve(self) -> None:
         while True:
             try:
                 group = self._queue.get(timeout=self._release_after)

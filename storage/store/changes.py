@@ -93,7 +93,7 @@ class ChangeQueries(StoreBase):
         if not folded:
             return 0
         sql = hot_sql(self._dialect)
-        (top,) = self.conn.exec_driver_sql(sql.bump_counter, (len(folded),)).one()
+        (top,) = self._driver_sql(sql.bump_counter, (len(folded),)).fetchone()
         first = top - len(folded) + 1
         seqs = list(range(first, top + 1))
         ids = [change.scoring_job_id for change in folded]
@@ -102,7 +102,7 @@ class ChangeQueries(StoreBase):
             params: tuple[Any, ...] = (sql.time(now), seqs, ids, kinds)
         else:
             params = (sql.time(now), json.dumps(list(zip(seqs, ids, kinds, strict=True))))
-        written = self.conn.exec_driver_sql(sql.log_changes, params).rowcount
+        written = self._driver_sql(sql.log_changes, params).rowcount
         # A number without its row would be a change no reader ever sees.
         if written != len(folded):
             raise LookupError(f"{len(folded) - written} changed results are not stored")

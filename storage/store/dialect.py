@@ -1,7 +1,7 @@
 """Every dialect-specific statement of the store, in one place.
 
 The statements of the webhook hot path are SQL text built once per dialect from the table
-definitions and executed through ``exec_driver_sql`` with plain tuples: no statement
+definitions and executed on the driver's cursor with plain tuples: no statement
 compilation, no per-row bind processing. SQLAlchemy's ``execute(insert(...), rows)`` spent
 more Python time per row than SQLite spent storing it, in the writer thread, where that
 time also holds the GIL against the event loop. The values are converted here, once per

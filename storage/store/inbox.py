@@ -62,7 +62,7 @@ class InboxQueries(StoreBase):
         if folded:
             # In key order: concurrent writers (other instances) take row locks alike.
             rows = [tuple(folded[key]) for key in sorted(folded)]
-            self.conn.exec_driver_sql(sql.upsert_deliveries, rows)
+            self._driver_sql(sql.upsert_deliveries, rows, many=True)
 
     def _reused(self, deliveries: Sequence[InboundDelivery]) -> list[bool]:
         """For each delivery, in order: whether its webhook id came before with another body
@@ -71,7 +71,7 @@ class InboxQueries(StoreBase):
         if not ids:
             return [False] * len(deliveries)
         seen: dict[str, set[str | None]] = {}
-        for webhook_id, digest in self.conn.exec_driver_sql(
+        for webhook_id, digest in self._driver_sql(
             hot_sql(self._dialect).deliveries_by_webhook_id, (self._id_list(ids),)
         ):
             seen.setdefault(webhook_id, set()).add(digest)

@@ -114,20 +114,20 @@ class ResultQueries(StoreBase):
         if sql.returns_inserted:  # PostgreSQL: one INSERT … SELECT FROM unnest(arrays)
             # Lists, not tuples: psycopg sends a list as an array, a tuple as a record.
             columns = [list(c) for c in zip(*(sql.job_row(r) for r in first.values()), strict=True)]
-            inserted = self.conn.exec_driver_sql(sql.insert_jobs, (*group, *columns))
+            inserted = self._driver_sql(sql.insert_jobs, (*group, *columns)).fetchall()
             return {str(scoring_job_id) for (scoring_job_id,) in inserted}
         # SQLite: BEGIN IMMEDIATE holds the write lock, so what is absent now stays absent
         # until this transaction commits; an executemany cannot return rows.
         stored = {
             str(scoring_job_id)
-            for (scoring_job_id,) in self.conn.exec_driver_sql(
+            for (scoring_job_id,) in self._driver_sql(
                 sql.existing_jobs, (self._id_list(list(first)),)
             )
         }
         new = [r for key, r in first.items() if key not in stored]
         if new:
             rows = [sql.job_row(r) + group for r in new]
-            done = self.conn.exec_driver_sql(sql.insert_jobs, rows)
+            done = self._driver_sql(sql.insert_jobs, rows, many=True)
             if done.rowcount != len(rows):  # pragma: no cover - only without the write lock
                 raise RuntimeError("results appeared during the transaction")
         return {r.scoring_job_id for r in new}

@@ -17,12 +17,14 @@ The answers are prebuilt bytes. What the endpoint does, in order:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -67,7 +69,10 @@ def _json_answer(status: int, content: dict[str, str], *extra: tuple[bytes, byte
     return status, headers, body
 
 
-_STORED = {status: _json_answer(200, {"status": status.value}) for status in WebhookStatus}
+# Keyed by the status text (a WebhookStatus is one): what the writer answers.
+_STORED: dict[str, _Answer] = {
+    status.value: _json_answer(200, {"status": status.value}) for status in WebhookStatus
+}
 _UNAUTHORIZED = _json_answer(401, {"error": "invalid signature"})
 _UNAVAILABLE = _json_answer(
     UNAVAILABLE.status,
@@ -115,6 +120,7 @@ def _delivery_key(verified: Verified, body_sha256: str) -> str:
     return inbox_key(body_sha256, signed_id)
 
 
+@functools.lru_cache(maxsize=64)
 def _event_label(name: str | None) -> str:
     """A bounded label set: a new event type must not grow the metrics without limit.
     Aliases count as the event they spell (``webhook.test`` is ``test``)."""
@@ -149,6 +155,9 @@ class WebhookEndpoint:
         self.now = now
         self.metrics = metrics
         self.writer = Writer(engine, now=now)
+        # The delivery counter's children by (event label, status): both sets are bounded,
+        # and ``labels()`` costs more than the increment on every delivery.
+        self._counted: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         status, headers, body = await self.handle(scope, receive)
@@ -185,7 +194,7 @@ class WebhookEndpoint:
             body_sha256=digest,
         )
         try:
-            status = WebhookStatus(await self.writer.submit(Accepted(delivery, event)))
+            status = await self.writer.submit(Accepted(delivery, event))
         except StoreUnavailable as exc:
             self.metrics.rejected.labels("503").inc()
             log.error("webhook_not_stored", delivery=key, event_type=name, error=str(exc))
@@ -195,7 +204,11 @@ class WebhookEndpoint:
             log.exception("webhook_ingest_failed", delivery=key, event_type=name)
             return _UNAVAILABLE
         elapsed = time.perf_counter() - started
-        self.metrics.deliveries.labels(_event_label(name), status).inc()
+        labels = (_event_label(name), status)
+        counter = self._counted.get(labels)
+        if counter is None:
+            counter = self._counted[labels] = self.metrics.deliveries.labels(*labels)
+        counter.inc()
         self.metrics.ingest_seconds.observe(elapsed)
         log.info(
             "webhook",

@@ -24,7 +24,7 @@ from receiver.events import parse_event
 from receiver.ingest import Accepted
 from receiver.writer import Writer
 from storage import schema
-from storage.db import make_engine, transaction
+from storage.db import WriteLane, make_engine, transaction
 from storage.errors import StoreUnavailable
 from tests.factories import NOW, completed, inbound, score_completed, signed
 
@@ -64,6 +64,40 @@ def test_timeouts_and_utc_hold_on_every_pooled_connection(postgres_engine: Engin
             for conn in conns
         ]
     assert settings == [("5s", "10s", "UTC")] * 3
+
+
+def test_writer_looks_up_the_inbox_by_index_after_it_grew_from_empty(
+    postgres_engine: Engine,
+) -> None:
+    """The writer's inbox look-up, prepared by psycopg on its fifth run while the inbox was
+    nearly empty, is planned for the table as it is now: by the webhook-id index once the
+    inbox has grown (a plan kept from the empty table scanned every row, for every commit
+    group, until autovacuum's first ANALYZE)."""
+    lane = WriteLane(postgres_engine)
+    try:
+        for group in range(20):  # once per group: psycopg prepares it, PostgreSQL caches a plan
+            deliveries = [(inbound(f"m_{group}_{n}"), "applied") for n in range(32)]
+            with lane.transaction() as store:
+                store.record_deliveries(deliveries, now=NOW)
+        with lane.transaction() as store:
+            store.conn.exec_driver_sql(
+                "INSERT INTO delivery (delivery_key, webhook_id, outcome, signature_scheme,"
+                " secret_fingerprint, received_at, last_received_at, attempts)"
+                " SELECT 'k' || n, 'w' || n, 'applied', 'body', 'fp', now(), now(), 1"
+                " FROM generate_series(1, 20000) AS n"
+            )
+            (name,) = store.conn.exec_driver_sql(
+                "SELECT name FROM pg_prepared_statements"
+                " WHERE statement LIKE '%%webhook_id = ANY%%'"
+            ).one()
+            plan = store.conn.exec_driver_sql(
+                f"EXPLAIN EXECUTE {name}(ARRAY['w5', 'w7'])"
+            ).scalars()
+            text = "\n".join(plan)
+    finally:
+        lane.release()
+    assert "ix_delivery_webhook_id" in text
+    assert "Seq Scan" not in text
 
 
 def test_statement_past_the_statement_timeout_is_unavailable(postgres_engine: Engine) -> None:

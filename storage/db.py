@@ -10,11 +10,6 @@ PostgreSQL gets a lock timeout, a statement timeout and the UTC time zone on eve
 connection (a ``connect`` event): without the timeouts a row lock held by any other session
 stalls the writer for as long as it is held, and a non-UTC session time zone turns extreme
 timestamps into errors when they are read back. A timeout is "try again later": 503.
-It also plans every run of a prepared statement for its own values (``plan_cache_mode``):
-psycopg prepares a statement on its fifth run, and the generic plan PostgreSQL then keeps
-was made for the table as it was at that moment. On a new database that meant scanning the
-whole inbox for each commit group until autovacuum's first ANALYZE (commit time grew
-linearly with the table: 0.5 ms at 3,200 rows, 2.7 ms at 12,800).
 """
 
 from __future__ import annotations
@@ -85,8 +80,7 @@ def make_engine(
         cursor.execute(
             "SELECT set_config('lock_timeout', %s, false),"
             " set_config('statement_timeout', %s, false),"
-            " set_config('TimeZone', 'UTC', false),"
-            " set_config('plan_cache_mode', 'force_custom_plan', false)",
+            " set_config('TimeZone', 'UTC', false)",
             timeouts,
         )
         cursor.close()

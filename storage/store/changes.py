@@ -102,7 +102,7 @@ class ChangeQueries(StoreBase):
             params: tuple[Any, ...] = (sql.time(now), seqs, ids, kinds)
         else:
             params = (sql.time(now), json.dumps(list(zip(seqs, ids, kinds, strict=True))))
-        written = self._driver_sql(sql.log_changes, params).rowcount
+        written = self._driver_sql(sql.log_changes, params, replan=True).rowcount
         # A number without its row would be a change no reader ever sees.
         if written != len(folded):
             raise LookupError(f"{len(folded) - written} changed results are not stored")

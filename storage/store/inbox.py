@@ -72,7 +72,7 @@ class InboxQueries(StoreBase):
             return [False] * len(deliveries)
         seen: dict[str, set[str | None]] = {}
         for webhook_id, digest in self._driver_sql(
-            hot_sql(self._dialect).deliveries_by_webhook_id, (self._id_list(ids),)
+            hot_sql(self._dialect).deliveries_by_webhook_id, (self._id_list(ids),), replan=True
         ):
             seen.setdefault(webhook_id, set()).add(digest)
         flags: list[bool] = []

@@ -87,10 +87,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# Built once, like json's own default decoder (json.loads with options builds one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
 def load_json(body: bytes) -> Any:
     """Strict ``json.loads``: no NaN/Infinity, no duplicate keys, every failure a PayloadError."""
     try:
-        return json.loads(body, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        # What json.loads does with bytes: UTF-8/16/32 by the first bytes, surrogates kept.
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except PayloadError:
         raise
     # RecursionError: deep nesting; UnicodeDecodeError: not UTF-8 (a ValueError subclass).

@@ -17,9 +17,10 @@ from receiver.values import is_ascii_digits
 from storage.errors import LeaseHeld, StorageError
 
 if TYPE_CHECKING:
+    from receiver.database_settings import DatabaseConfig, DatabaseSettings
     from receiver.settings import Settings
     from storage.db import Engine
-    from storage.store import Store
+    from storage.store import ResultReader, Store
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_TEMPFAIL = 0, 1, 2, 75
 EXIT_USAGE = EXIT_CONFIG  # click's code for a usage error; configuration errors share it
@@ -129,7 +130,16 @@ def settings() -> Settings:
     return load_settings()
 
 
-def open_engine(cfg: Settings, *, create: bool = True) -> Engine:
+def database_settings() -> DatabaseSettings:
+    """``DATABASE_URL`` and ``SQLITE_SYNCHRONOUS`` only, for commands that need nothing else:
+    read without pydantic, checked as ``settings()`` checks them (other settings are not
+    read, so a malformed one does not stop these commands)."""
+    from receiver.database_settings import load_database_settings
+
+    return load_database_settings()
+
+
+def open_engine(cfg: DatabaseConfig, *, create: bool = True) -> Engine:
     """An engine whose schema is current.
 
     A SQLite file is created and migrated on the spot (it belongs to this tool); any other
@@ -157,18 +167,37 @@ def open_engine(cfg: Settings, *, create: bool = True) -> Engine:
 
 
 @contextmanager
+def _engine(cfg: DatabaseConfig, *, create: bool) -> Iterator[Engine]:
+    engine = open_engine(cfg, create=create)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
 def store_for(
-    cfg: Settings, *, write: bool = False, create: bool = False, commit: bool = True
+    cfg: DatabaseConfig, *, write: bool = False, create: bool = False, commit: bool = True
 ) -> Iterator[Store]:
     """A store in one transaction; ``commit=False`` rolls it back (``--dry-run``)."""
     from storage.db import transaction
 
-    engine = open_engine(cfg, create=create or write)
-    try:
-        with transaction(engine, write=write, commit=commit) as store:
-            yield store
-    finally:
-        engine.dispose()
+    with (
+        _engine(cfg, create=create or write) as engine,
+        transaction(engine, write=write, commit=commit) as store,
+    ):
+        yield store
+
+
+@contextmanager
+def results_reader(cfg: DatabaseConfig) -> Iterator[ResultReader]:
+    """``store_for`` for the result reads alone, in one read-only transaction: it imports no
+    table model, so that ``results list|show|export`` start fast."""
+    from storage.db import connection
+    from storage.store import ResultReader
+
+    with _engine(cfg, create=False) as engine, connection(engine, write=False) as conn:
+        yield ResultReader(conn)
 
 
 def utcnow() -> datetime:

@@ -3,6 +3,8 @@
 Secrets are ``SecretStr`` so that no repr, log line or error message can show them. What a
 command needs is checked by ``require``: a missing or malformed setting becomes one
 ``ConfigError`` line that names the variable and says what to do (CLI exit code 2).
+Commands that need only the database read ``receiver.database_settings`` instead: the same
+two variables and checks, without pydantic's start-up cost.
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from receiver.database_settings import (
+    DEFAULT_DATABASE_URL,
+    Synchronous,
+    check_database_url,
+    check_sqlite_synchronous,
+)
 from receiver.errors import ConfigError
 
 _MAX_SECRETS = 5
@@ -30,7 +38,7 @@ class Settings(BaseSettings):
     )
 
     nova_webhook_secrets: SecretStr | None = None
-    database_url: str = Field(default="sqlite:///./nova_sink.db", repr=False)
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)
     nova_api_key: SecretStr | None = None
     nova_tenant_id: str | None = None
     nova_rate_limit: float = Field(default=15.0, gt=0, le=1000)
@@ -39,7 +47,7 @@ class Settings(BaseSettings):
     nova_signature_construction: Literal["auto", "body", "timestamp", "id-timestamp"] = "auto"
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1)
-    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    sqlite_synchronous: Synchronous = "FULL"
     sink_secret_key: SecretStr | None = None
     sink_ui_https_only: bool = False  # dashboard session cookie only over HTTPS
     log_format: Literal["console", "json"] | None = None
@@ -47,8 +55,8 @@ class Settings(BaseSettings):
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
+    def _synchronous(cls, value: object) -> object:
+        return check_sqlite_synchronous(value) if isinstance(value, str) else value
 
     @field_validator("log_level", "log_format", "nova_signature_construction", mode="before")
     @classmethod
@@ -67,17 +75,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        """SQLite file or PostgreSQL (psycopg 3); ``postgres://`` as platforms hand it out."""
-        value = value.strip()
-        scheme, sep, rest = value.partition("://")
-        scheme = scheme.lower()
-        if sep and scheme in {"postgres", "postgresql", "postgresql+psycopg"} and rest:
-            return f"postgresql+psycopg://{rest}"
-        if sep and scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
-            return value
-        raise ValueError(
-            "must be sqlite:///path/to/nova_sink.db or postgresql://user@host/database"
-        )
+        return check_database_url(value)
 
     def webhook_secrets(self) -> list[str]:
         """The configured secrets, newest first; raises ConfigError when unusable."""

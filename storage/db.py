@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -25,12 +25,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from storage.errors import StoreUnavailable
-from storage.store import Store
+
+if TYPE_CHECKING:
+    from storage.store import Store
 
 __all__ = [
     "Engine",
     "Synchronous",
     "WriteLane",
+    "connection",
     "is_unavailable",
     "make_engine",
     "sqlite_path",
@@ -176,12 +179,25 @@ def transaction(engine: Engine, *, write: bool = True, commit: bool = True) -> I
     failures (database down, locked past the busy timeout, read-only, disk full) surface as
     ``StoreUnavailable``.
     """
+    # Imported here, not with this module: the table models behind ``Store`` are most of a
+    # read-only CLI command's start-up, and those commands read through ``connection``.
+    from storage.store import Store
+
+    with connection(engine, write=write, commit=commit) as conn:
+        yield Store(conn)
+
+
+@contextmanager
+def connection(
+    engine: Engine, *, write: bool = True, commit: bool = True
+) -> Iterator[sa.Connection]:
+    """``transaction`` without the ``Store``: the open connection, in its transaction."""
     with _unavailable_errors(), engine.connect() as conn:
         if write:
             # Modifies the connection in place; read by the "begin" hook.
             conn.execution_options(**{_WRITE: True})
         with conn.begin() as tx:
-            yield Store(conn)
+            yield conn
             if not commit:
                 tx.rollback()
 
@@ -203,6 +219,8 @@ class WriteLane:
     @contextmanager
     def transaction(self) -> Iterator[Store]:
         """Like ``transaction(engine)`` (a write that commits), on the kept connection."""
+        from storage.store import Store
+
         with _unavailable_errors():
             conn = self._conn
             if conn is None:

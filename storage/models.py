@@ -6,36 +6,16 @@ validated by ``receiver.events`` / ``receiver.nova`` before they get here.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
-
-class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend.
-
-    SQLite has no time zone type and hands back naive values; PostgreSQL uses
-    ``timestamptz``. Either way Python code only ever sees aware UTC datetimes.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+# Re-exported (mypy's explicit form): the migrations and ``storage.store.dialect`` import it
+# from here.
+from storage.types import UTCDateTime as UTCDateTime  # noqa: PLC0414
+from storage.types import json_column_type
 
 
 def _ts(*, index: bool = False, nullable: bool = True) -> Any:
@@ -43,8 +23,7 @@ def _ts(*, index: bool = False, nullable: bool = True) -> Any:
 
 
 def _json() -> Any:
-    # none_as_null: an empty value is SQL NULL, not the JSON text 'null' (IS NULL works).
-    return Field(default=None, sa_type=sa.JSON(none_as_null=True))
+    return Field(default=None, sa_type=json_column_type())
 
 
 class ScoringJob(SQLModel, table=True):

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from storage.db import transaction
+from storage.db import connection
 from storage.errors import SchemaOutOfDate
+from storage.store.reads import schema_revision
 
 HEAD = "0005"
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -19,8 +20,8 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 
 def current(engine: Engine) -> str | None:
     """The revision stamped in the database, None when it has no schema yet."""
-    with transaction(engine, write=False) as store:
-        return store.schema_revision()
+    with connection(engine, write=False) as conn:
+        return schema_revision(conn)
 
 
 def check(engine: Engine) -> None:

@@ -53,6 +53,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "prometheus_client": ("receiver/metrics.py",),
     "itsdangerous": ("receiver/tokens.py", "receiver/ui/*"),
     "pydantic_settings": ("receiver/settings.py",),
+    "dotenv": ("receiver/database_settings.py",),  # .env as pydantic-settings parses it
 }
 
 # Pure modules compute on values: no database, network, threads, files, clocks or logs.

@@ -55,8 +55,10 @@ def _root(
         # Bare `nova-sink` asks for help: show it and succeed (git and Stripe CLI do too).
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
-    from receiver.cli.common import configure_cli_logging
+    from receiver.cli.common import QUIET_COMMANDS, configure_cli_logging, resume_gc
 
+    if ctx.invoked_subcommand not in QUIET_COMMANDS:
+        resume_gc()  # a command that may run for long: start-up is over (see pause_gc)
     # First thing in every command: until structlog is configured, every library that logs
     # through it (stamina's retry warnings) prints to stdout and corrupts --json output.
     configure_cli_logging(ctx.invoked_subcommand)
@@ -81,4 +83,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main() -> None:
     """Console-script entry point: turns expected errors into one line and an exit code."""
+    from receiver.cli.common import pause_gc
+
+    pause_gc()  # until the command's start-up is over (receiver.cli.common explains)
     sys.exit(run())

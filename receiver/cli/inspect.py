@@ -7,14 +7,16 @@ in ``receiver.cli.secrets_cmd`` and ``results changes`` in ``receiver.cli.change
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from receiver.cli.common import (
     JSON_OPTION,
+    database_settings,
     fail,
     parse_since,
+    results_reader,
     settings,
     store_for,
     usage_error,
@@ -29,6 +31,9 @@ from receiver.cli.output import (
 )
 from receiver.cli.secrets_cmd import secrets_app
 from receiver.rows import json_row
+
+if TYPE_CHECKING:
+    from storage.store import ResultFilter
 
 results_app = typer.Typer(
     help="Scoring results stored locally.", no_args_is_help=True, rich_markup_mode=None
@@ -88,7 +93,7 @@ def _filter(
     status: str | None,
     since: str | None,
     until: str | None = None,
-) -> Any:
+) -> ResultFilter:
     from storage.records import STATUSES
     from storage.store import ResultFilter
 
@@ -124,8 +129,8 @@ def results_list(
       nova-sink results list --job job-42 --status failed --json
     """
     flt = _filter(job, batch, application, status, since, until)
-    with store_for(settings()) as store:
-        rows = store.list_results(flt, limit=None if every else limit)
+    with results_reader(database_settings()) as reader:
+        rows = reader.list_results(flt, limit=None if every else limit)
     if as_json:
         print_json([json_row(row) for row in rows])
     else:
@@ -142,8 +147,8 @@ def results_show(
     Example:
       nova-sink results show sj_4f2a9c
     """
-    with store_for(settings()) as store:
-        row = store.get_result(scoring_job_id)
+    with results_reader(database_settings()) as reader:
+        row = reader.get_result(scoring_job_id)
     if row is None:
         fail(f"no result for scoring job {scoring_job_id!r}")
     print_record(json_row(row), as_json)
@@ -170,12 +175,12 @@ def results_export(
         fail(f"--format must be csv or jsonl, not {fmt!r}")
     flt = _filter(job, batch, application, status, since)
     writer = write_csv if fmt == "csv" else write_jsonl
-    with store_for(settings()) as store:
+    with results_reader(database_settings()) as reader:
         if output == "-":
-            count = writer(store.iter_results(flt), sys.stdout)
+            count = writer(reader.iter_results(flt), sys.stdout)
         else:
             with open(output, "w", newline="", encoding="utf-8") as out:
-                count = writer(store.iter_results(flt), out)
+                count = writer(reader.iter_results(flt), out)
     typer.echo(f"exported {count} results", err=True)
 
 

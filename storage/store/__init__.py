@@ -13,25 +13,30 @@ that differ by dialect live in ``storage.store.dialect``.
 - ``pages``: keyset pages for the read API
 - ``dashboard``: keyset-paged reads for the dashboard
 - ``pins``: the signature construction pinned per webhook secret
+- ``reads``: the result reads and the schema probe without the table models
+  (``ResultReader``, for the CLI's start-up)
+- ``facade``: ``Store`` itself
+
+The names below are imported on first use (PEP 562 ``__getattr__``): importing this
+package, or ``storage.store.reads``, loads neither the table models nor SQLModel.
 """
 
 from __future__ import annotations
 
-from storage.store.admin import AdminQueries
-from storage.store.batches import BatchQueries
-from storage.store.changes import (
-    ChangeFilter,
-    ChangePage,
-    ChangeQueries,
-    ResultChange,
-    feed_change,
-)
-from storage.store.dashboard import DashboardQueries
-from storage.store.inbox import InboxQueries
-from storage.store.pages import PageQueries
-from storage.store.pins import Pin, PinQueries
-from storage.store.results import Change, ResultFilter, ResultQueries
-from storage.store.runs import RunQueries
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storage.store.changes import (
+        ChangeFilter,
+        ChangePage,
+        ResultChange,
+        feed_change,
+    )
+    from storage.store.facade import Store
+    from storage.store.pins import Pin
+    from storage.store.reads import ResultFilter, ResultReader
+    from storage.store.results import Change
 
 __all__ = [
     "Change",
@@ -40,22 +45,32 @@ __all__ = [
     "Pin",
     "ResultChange",
     "ResultFilter",
+    "ResultReader",
     "Store",
     "feed_change",
 ]
 
+_HOMES = {
+    "Change": "results",
+    "ChangeFilter": "changes",
+    "ChangePage": "changes",
+    "Pin": "pins",
+    "ResultChange": "changes",
+    "ResultFilter": "reads",
+    "ResultReader": "reads",
+    "Store": "facade",
+    "feed_change": "changes",
+}
 
-# Subclasses precede their bases: DashboardQueries extends PageQueries, which extends
-# ResultQueries.
-class Store(
-    DashboardQueries,
-    PageQueries,
-    ResultQueries,
-    BatchQueries,
-    InboxQueries,
-    RunQueries,
-    AdminQueries,
-    ChangeQueries,
-    PinQueries,
-):
-    """Typed queries over one open connection (and its transaction)."""
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from storage.records import STORED_UNPARSED
 from storage.store._base import StoreBase
 from storage.store.dialect import body_contains
+from storage.store.reads import schema_revision
 from storage.store.tables import BATCHES, DELIVERIES, ERASED, JOBS, REJECTED, b, d, j, r
 
 UNPARSED_EVENT = "(unparsed)"  # how ``stats`` names deliveries whose body did not parse
@@ -109,13 +110,7 @@ class AdminQueries(StoreBase):
 
     def schema_revision(self) -> str | None:
         """The alembic revision stamped in the database, or None if it has no schema."""
-        try:
-            with self.conn.begin_nested():
-                return self.conn.execute(
-                    sa.text("SELECT version_num FROM alembic_version")
-                ).scalar()
-        except sa.exc.DBAPIError:
-            return None
+        return schema_revision(self.conn)
 
     def ping(self) -> None:
         self.conn.execute(sa.text("SELECT 1"))

@@ -14,7 +14,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
-from storage.store.results import ResultFilter, ResultQueries
+from storage.store.reads import ResultFilter
+from storage.store.results import ResultQueries
 from storage.store.tables import BATCHES, DELIVERIES, JOBS, b, d, j
 
 ResultKey = tuple[datetime, str]

@@ -6,10 +6,10 @@ The one read-decide-write path (a result that already exists) locks its row firs
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
@@ -23,6 +23,7 @@ from storage.records import (
 )
 from storage.store._base import StoreBase
 from storage.store.dialect import hot_sql, job_insert
+from storage.store.reads import ResultFilter, ResultReads
 from storage.store.tables import JOBS, b, j, r
 
 
@@ -41,19 +42,12 @@ class Change:
         return not self.created and self.outcome is Outcome.APPLIED
 
 
-@dataclass(frozen=True, slots=True)
-class ResultFilter:
-    """Filters shared by ``results list`` and ``results export`` and the read API."""
+class ResultQueries(ResultReads, StoreBase):
+    """Results: the precedence-merging writes, and the reads of ``ResultReads`` run on the
+    model's table (statements here and in ``pages`` join it)."""
 
-    job_id: str | None = None
-    batch_id: str | None = None
-    application_id: str | None = None
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None  # updated before (exclusive)
+    _jobs: ClassVar[sa.TableClause] = JOBS
 
-
-class ResultQueries(StoreBase):
     def apply_result(
         self, result: ScoringResult, *, source: str, now: datetime, delivered: bool = False
     ) -> Change:
@@ -155,47 +149,6 @@ class ResultQueries(StoreBase):
             if self.apply_result(result, source="submit", now=now).created:
                 added.append(scoring_job_id)
         return added
-
-    def get_result(self, scoring_job_id: str) -> RowMapping | None:
-        return (
-            self.conn.execute(sa.select(JOBS).where(j.scoring_job_id == scoring_job_id))
-            .mappings()
-            .first()
-        )
-
-    def _filtered(self, flt: ResultFilter) -> sa.Select[Any]:
-        query = sa.select(JOBS)
-        if flt.job_id is not None:
-            query = query.where(j.job_id == flt.job_id)
-        if flt.batch_id is not None:
-            query = query.where(j.batch_id == flt.batch_id)
-        if flt.application_id is not None:
-            query = query.where(j.application_id == flt.application_id)
-        if flt.status is not None:
-            query = query.where(j.status == flt.status)
-        if flt.since is not None:
-            query = query.where(j.updated_at >= flt.since)
-        if flt.until is not None:
-            query = query.where(j.updated_at < flt.until)
-        return query
-
-    def list_results(self, flt: ResultFilter, *, limit: int | None = 50) -> list[RowMapping]:
-        """Newest first (by last update)."""
-        query = self._filtered(flt).order_by(j.updated_at.desc(), j.scoring_job_id).limit(limit)
-        return list(self.conn.execute(query).mappings())
-
-    def iter_results(self, flt: ResultFilter) -> Iterator[RowMapping]:
-        """Every matching result, streamed in id order (for export)."""
-        query = self._filtered(flt).order_by(j.scoring_job_id)
-        result = self.conn.execution_options(yield_per=500).execute(query)
-        yield from result.mappings()
-
-    def results_for_batch(self, batch_id: str) -> list[RowMapping]:
-        return list(
-            self.conn.execute(
-                sa.select(JOBS).where(j.batch_id == batch_id).order_by(j.scoring_job_id)
-            ).mappings()
-        )
 
     def snapshot(self) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
         """Every result by scoring job id, and rejected application ids by batch id: the

@@ -14,7 +14,7 @@ import typer
 
 from receiver.cli.output import neutralise
 from receiver.errors import ConfigError, NovaSinkError, leaf_error
-from receiver.values import is_ascii_digits
+from receiver.values import is_ascii_digits, is_plain_segment
 from storage.errors import LeaseHeld, StorageError
 
 if TYPE_CHECKING:
@@ -44,6 +44,18 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
 def usage_error(message: str) -> NoReturn:
     """A malformed option value: one line, exit 2 (like click's own usage errors)."""
     raise CliError(message, EXIT_USAGE)
+
+
+def plain_id(value: str, name: str) -> str:
+    """``value`` when it can be one segment of a request path to Nova (``/v1/jobs/{jobId}/…``),
+    else a usage error naming ``name``: the client would refuse to build that request later
+    (``receiver.values.is_plain_segment``), so it is never stored or sent."""
+    if not is_plain_segment(value):
+        usage_error(
+            f"{name}: {value[:40]!r} cannot be a Nova id (empty, '.', '..', or with '/', "
+            "'\\' or a control character)"
+        )
+    return value
 
 
 # Commands that only read or write the local database: nothing on their path logs through

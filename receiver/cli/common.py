@@ -58,6 +58,23 @@ def plain_id(value: str, name: str) -> str:
     return value
 
 
+def confirm(question: str) -> bool:
+    """Ask ``question`` on stderr; True for ``y``/``yes`` on stdin, False for ``n``/``no``, an
+    empty answer or the end of input (asks again after anything else).
+
+    Not ``typer.confirm``: the click Typer vendors writes the prompt's last character (a
+    space) to stdout, whatever ``err=`` says, and stdout is for the command's data alone.
+    """
+    while True:
+        print(f"{question} [y/N]: ", end="", file=sys.stderr, flush=True)
+        answer = sys.stdin.readline().strip().lower()
+        if answer in {"y", "yes"}:
+            return True
+        if answer in {"", "n", "no"}:
+            return False
+        print("Error: invalid input", file=sys.stderr)
+
+
 # Commands that only read or write the local database: nothing on their path logs through
 # structlog, so they skip importing it (a tenth of a second of start-up for cron and
 # scripts). Every other command, and any command added later, configures it first thing.

@@ -6,6 +6,7 @@ the app sees anything: no ASGI middleware can help, because headers are parsed b
 ``HeaderLimitedHttpToolsProtocol`` counts the bytes of a request's line and headers as they
 arrive and answers ``431`` (then closes) once they pass the same limit uvicorn gives h11,
 so one setting bounds both parsers. Memory per connection stays below limit + one read.
+Each refusal adds to ``nova_sink_rejected_requests_total{status="431"}`` of the app served.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from receiver.metrics import Metrics
 
 # h11's own default (uvicorn passes None through to it): 16 KiB of request line + headers.
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
@@ -26,6 +29,27 @@ _RESPONSE = (
     b"connection: close\r\n\r\n" + _MESSAGE
 )
 log = logging.getLogger("uvicorn.error")
+
+
+# How a refusal reaches the app's counter. This protocol runs below ASGI, but uvicorn builds
+# it for each connection with the app it serves (``self.app``: ``create_app``'s app inside
+# uvicorn's own wrappers, such as its proxy-headers middleware, each holding the next as
+# ``.app``), and that app keeps its ``Receiver`` (hence its ``Metrics``) in ``state``.
+# Looking the counter up there rather than in a module-level hook that ``serve`` sets needs
+# no global state (apps served side by side in one process count apart, as in the tests and
+# the demo), nothing run first in each ``--workers`` process (each worker's protocol finds
+# its own app, whose counters prometheus multiprocess mode already writes to the shared
+# files), and works the same for ``uvicorn --http receiver.http_guard:...``. An app without
+# those metrics is guarded all the same; its refusals are not counted.
+def _metrics_of(app: object) -> Metrics | None:
+    """The ``Metrics`` of the receiver app ``app`` is or wraps, if any."""
+    while app is not None:
+        receiver = getattr(getattr(app, "state", None), "receiver", None)
+        metrics = getattr(receiver, "metrics", None)
+        if isinstance(metrics, Metrics):
+            return metrics
+        app = getattr(app, "app", None)
+    return None
 
 
 class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -102,6 +126,9 @@ class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refused = True
         log.warning("Request header fields too large (over %d bytes).", self.max_header_bytes)
+        # Counted before the answer is written: whoever has the 431 can already scrape it.
+        if (metrics := _metrics_of(self.app)) is not None:
+            metrics.rejected.labels("431").inc()
         if not self.transport.is_closing():
             self.transport.write(_RESPONSE)
             self.transport.close()

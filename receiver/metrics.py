@@ -38,7 +38,8 @@ class Metrics:
         )
         self.rejected = Counter(
             "nova_sink_rejected_requests",
-            "Webhook requests answered with an error status, by status.",
+            "Requests refused with an error status, by status (431, request head too large:"
+            " any path; the others: the webhook endpoint).",
             ["status"],
             registry=self.registry,
         )

@@ -24,9 +24,15 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, port: int) -> AsyncIterator[None]:
-    """Run ``app`` under uvicorn on 127.0.0.1:``port`` for the duration of the block."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+async def serving(app: Any, port: int, *, http: str = "auto") -> AsyncIterator[None]:
+    """Run ``app`` under uvicorn on 127.0.0.1:``port`` for the duration of the block.
+
+    ``http`` is uvicorn's HTTP protocol: ``"h11"``, ``"httptools"`` or an import string
+    (``receiver.http_guard.PROTOCOL``, as ``serve`` uses it).
+    """
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http=http
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

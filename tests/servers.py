@@ -1,4 +1,5 @@
-"""Real receiver processes for end-to-end tests, and signed Nova deliveries to send them.
+"""Real receiver processes for end-to-end tests, signed Nova deliveries and raw requests to
+send them, and their metrics to read back.
 
 ``running_server`` starts ``uvicorn --factory receiver.app:create_app`` as a subprocess on a
 free port of 127.0.0.1, in its own session (so a test can signal the whole process group),
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -280,3 +282,41 @@ def query(database_url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
             return [dict(row) for row in conn.execute(sa.text(sql), params).mappings()]
     finally:
         engine.dispose()
+
+
+# ---- raw requests, and the metrics they leave ------------------------------------------------
+
+
+def raw_exchange(port: int, data: bytes, *, read: bool = True) -> bytes:
+    """Send ``data`` on a fresh connection; return what the server answered until it closed.
+
+    A server that closes while we are still sending is an answer too (b"" or a partial one).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        if not read:
+            return b""
+        answer = b""
+        with suppress(ConnectionResetError, TimeoutError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return answer
+
+
+def request_with_header(size: int) -> bytes:
+    """A ``GET /healthz`` whose head carries a ``size``-byte header."""
+    return (
+        b"GET /healthz HTTP/1.1\r\nHost: sink\r\nX-Padding: "
+        + b"a" * size
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+
+
+def metric(base_url: str, line_start: str) -> float | None:
+    """The value of the first ``/metrics`` line that starts with ``line_start``, or None."""
+    with httpx.Client(base_url=base_url, timeout=5) as client:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith(line_start):
+                return float(line.rsplit(" ", 1)[1])
+    return None

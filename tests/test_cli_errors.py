@@ -316,3 +316,64 @@ def test_read_only_commands_never_create_the_sqlite_file(
 
     assert ran.code == 1
     assert not missing.exists()
+
+
+# ---- ids that end up in request paths to Nova ---------------------------------------------------
+
+NOT_PLAIN_IDS = ["..", ".", "job/1", "job\\1", "job\x1b[2J", "job\n1", "", " "]
+
+
+def tracked_batches(cli: InProcessCli) -> Any:
+    return cli("batches", "list", "--json").json()
+
+
+@pytest.mark.parametrize("bad", NOT_PLAIN_IDS)
+@pytest.mark.parametrize("position", [0, 1], ids=["JOB_ID", "BATCH_ID"])
+def test_track_refuses_an_id_that_is_not_a_plain_path_segment(
+    cli: InProcessCli, bad: str, position: int
+) -> None:
+    """``track`` with ``..``, a separator, a control character or nothing: exit 2, naming the
+    argument, and nothing tracked."""
+    ids = ["job-1", "batch-1"]
+    ids[position] = bad
+
+    ran = cli("track", *ids)
+
+    assert ran.code == 2
+    assert ran.error_line.startswith(f"nova-sink: error: {('JOB_ID', 'BATCH_ID')[position]}: ")
+    assert tracked_batches(cli) == []
+
+
+def test_track_from_file_refuses_an_entry_with_an_unsafe_id_and_tracks_none(
+    cli: InProcessCli,
+) -> None:
+    """One bad entry in ``--from-file`` names its entry and field; the good ones are not
+    tracked either."""
+    (cli.tmp_path / "batches.csv").write_text("job_id,batch_id\njob-1,batch-1\njob-2,..\n")
+
+    ran = cli("track", "--from-file", "batches.csv")
+
+    assert ran.code == 2
+    assert "entry 2: batch_id: '..'" in ran.error_line
+    assert tracked_batches(cli) == []
+
+
+def test_submit_refuses_a_job_id_that_is_not_a_plain_path_segment(cli: InProcessCli) -> None:
+    """``submit --job ../x``: exit 2 naming --job, before any request to Nova."""
+    (cli.tmp_path / "apps.json").write_text(
+        json.dumps({"jobDescription": "Engineer", "applications": APPLICATIONS})
+    )
+
+    ran = cli("submit", "apps.json", "--job", "../x", NOVA_API_URL="http://127.0.0.1:9")
+
+    assert ran.code == 2
+    assert ran.error_line.startswith("nova-sink: error: --job: ")
+    assert tracked_batches(cli) == []
+
+
+def test_reconcile_refuses_a_batch_id_that_is_not_a_plain_path_segment(cli: InProcessCli) -> None:
+    """``reconcile --batch ..``: exit 2 naming --batch (it could never be fetched)."""
+    ran = cli("reconcile", "--batch", "..", NOVA_API_URL="http://127.0.0.1:9")
+
+    assert ran.code == 2
+    assert ran.error_line.startswith("nova-sink: error: --batch: ")

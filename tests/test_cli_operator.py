@@ -150,6 +150,50 @@ def test_erase_keeps_a_tombstone_of_the_id_only(cli: InProcessCli, engine: Engin
     assert cli("stats", "--json").json()["erased_applications"] == 1
 
 
+@pytest.mark.parametrize(
+    ("args", "question", "result"),
+    [
+        (
+            ("erase", "--application-id", "app-1"),
+            "Erase every record of application app-1? [y/N]: ",
+            "erased application app-1 (delivery: 0, scoring_job: 0, rejected_application: 0)\n",
+        ),
+        (
+            ("purge", "--older-than", "90d"),
+            "Drop raw delivery bodies older than 90d? [y/N]: ",
+            "purged 0 raw bodies older than 90d\n",
+        ),
+    ],
+    ids=["erase", "purge"],
+)
+def test_a_confirmation_prompt_leaves_stdout_to_the_result(
+    cli: InProcessCli, args: tuple[str, ...], question: str, result: str
+) -> None:
+    """Asked without --yes and answered y: the question is on stderr, stdout holds exactly
+    the result (no stray character of the prompt)."""
+    ran = cli(*args, input="y\n")
+
+    assert (ran.code, ran.out, ran.err) == (0, result, question)
+
+
+def test_a_refused_erase_prints_nothing_on_stdout(cli: InProcessCli) -> None:
+    """Answered n: stdout stays empty; the refusal is the one error line after the question."""
+    ran = cli("erase", "--application-id", "app-1", input="n\n")
+
+    assert (ran.code, ran.out) == (1, "")
+    assert ran.err.endswith("[y/N]: nova-sink: error: nothing erased\n")
+
+
+def test_an_unclear_answer_to_erase_is_asked_again(cli: InProcessCli) -> None:
+    """Anything but y/yes/n/no/nothing asks once more; the second answer decides."""
+    ran = cli("erase", "--application-id", "app-1", input="maybe\ny\n")
+
+    assert ran.code == 0
+    assert ran.out.startswith("erased application app-1")
+    assert ran.err.count("[y/N]: ") == 2
+    assert "Error: invalid input" in ran.err
+
+
 # ---- item 6: purge ---------------------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,7 +22,10 @@ from tests.servers import (
     SECRET,
     Server,
     free_port,
+    metric,
     migrated_database,
+    raw_exchange,
+    request_with_header,
     running_server,
     server_env,
 )
@@ -33,23 +35,6 @@ pytestmark = pytest.mark.slow
 ABANDONED = 5
 
 
-def raw_exchange(port: int, data: bytes, *, read: bool = True) -> bytes:
-    """Send ``data`` on a fresh connection; return what the server answered until it closed.
-
-    A server that closes while we are still sending is an answer too (b"" or a partial one).
-    """
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        with suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(data)
-        if not read:
-            return b""
-        answer = b""
-        with suppress(ConnectionResetError, TimeoutError):
-            while chunk := sock.recv(65536):
-                answer += chunk
-        return answer
-
-
 def abandon_upload(port: int) -> None:
     """Headers promising 1000 bytes, one byte of body, then gone."""
     head = (
@@ -57,14 +42,6 @@ def abandon_upload(port: int) -> None:
         b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
     )
     raw_exchange(port, head, read=False)
-
-
-def metric(base_url: str, line_start: str) -> float | None:
-    with httpx.Client(base_url=base_url, timeout=5) as client:
-        for line in client.get("/metrics").text.splitlines():
-            if line.startswith(line_start):
-                return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 def wait_for_metric(base_url: str, line_start: str, value: float, timeout: float = 15) -> None:
@@ -166,14 +143,6 @@ def fixture_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         server.cleanup()
 
 
-def request_with_header(size: int) -> bytes:
-    return (
-        b"GET /healthz HTTP/1.1\r\nHost: sink\r\nX-Padding: "
-        + b"a" * size
-        + b"\r\nConnection: close\r\n\r\n"
-    )
-
-
 def test_serve_refuses_a_64_kib_header_and_stays_responsive(served: Server) -> None:
     """A 64 KiB header gets 431 (or a closed connection), never an answer; /healthz still 200."""
     answer = raw_exchange(served.port, request_with_header(64 * 1024))
@@ -181,6 +150,19 @@ def test_serve_refuses_a_64_kib_header_and_stays_responsive(served: Server) -> N
     assert answer == b"" or answer.startswith(b"HTTP/1.1 431")
     with httpx.Client(base_url=served.base_url, timeout=5) as client:
         assert client.get("/healthz").status_code == 200
+
+
+REFUSED_HEADS = 'nova_sink_rejected_requests_total{status="431"}'
+
+
+def test_serve_counts_each_refused_head_whichever_worker_is_scraped(served: Server) -> None:
+    """Under --workers 2 (prometheus multiprocess mode) a 431 adds one to the count that
+    every scrape shows, whichever worker refused the head and whichever answers."""
+    before = metric(served.base_url, REFUSED_HEADS) or 0
+
+    raw_exchange(served.port, request_with_header(64 * 1024))
+
+    assert [metric(served.base_url, REFUSED_HEADS) for _ in range(4)] == [before + 1] * 4
 
 
 def test_serve_accepts_ordinary_headers(served: Server) -> None:

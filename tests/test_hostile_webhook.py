@@ -1,6 +1,8 @@
-"""The webhook app against hostile requests (issue 8, items 3, 5, 6 and 10), via TestClient.
+"""The webhook app against hostile requests (issue 8, items 3, 5, 6 and 10), via TestClient,
+and one in-process uvicorn for the request-head guard that runs below ASGI.
 
-Real servers for disconnects, logs and header limits are in ``test_hostile_server.py``.
+Real server processes for disconnects, logs and header limits are in
+``test_hostile_server.py``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from receiver.http_guard import PROTOCOL
+from receiver.serving import free_port, serving
 from storage.db import make_engine, transaction
 from tests.factories import encode, score_completed, score_completed_payload, signed
+from tests.servers import metric, raw_exchange, request_with_header
 
 URL = "/webhooks/nova"
 
@@ -120,6 +125,23 @@ def test_oversized_bodies_are_counted_as_413(make_app: Callable[..., Starlette])
         assert client.post(URL, content=chunks).status_code == 413
         lines = metric_lines(client)
     assert 'nova_sink_rejected_requests_total{status="413"} 2.0' in lines
+
+
+@pytest.mark.anyio
+async def test_oversized_request_heads_are_counted_as_431(
+    make_app: Callable[..., Starlette],
+) -> None:
+    """A head over the guard's limit, refused below ASGI, adds to
+    nova_sink_rejected_requests_total{status="431"} of the app served (real uvicorn)."""
+    port = free_port()
+    async with serving(make_app(), port, http=PROTOCOL):
+        answer = await asyncio.to_thread(raw_exchange, port, request_with_header(64 * 1024))
+        count = await asyncio.to_thread(
+            metric, f"http://127.0.0.1:{port}", 'nova_sink_rejected_requests_total{status="431"}'
+        )
+
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431")
+    assert count == 1
 
 
 def test_client_disconnect_mid_body_is_counted_not_raised(

@@ -14,7 +14,7 @@ import typer
 
 from receiver.cli.output import neutralise
 from receiver.errors import ConfigError, NovaSinkError, leaf_error
-from receiver.values import is_ascii_digits
+from receiver.values import is_ascii_digits, is_plain_segment
 from storage.errors import LeaseHeld, StorageError
 
 if TYPE_CHECKING:
@@ -44,6 +44,35 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
 def usage_error(message: str) -> NoReturn:
     """A malformed option value: one line, exit 2 (like click's own usage errors)."""
     raise CliError(message, EXIT_USAGE)
+
+
+def plain_id(value: str, name: str) -> str:
+    """``value`` when it can be one segment of a request path to Nova (``/v1/jobs/{jobId}/…``),
+    else a usage error naming ``name``: the client would refuse to build that request later
+    (``receiver.values.is_plain_segment``), so it is never stored or sent."""
+    if not is_plain_segment(value):
+        usage_error(
+            f"{name}: {value[:40]!r} cannot be a Nova id (empty, '.', '..', or with '/', "
+            "'\\' or a control character)"
+        )
+    return value
+
+
+def confirm(question: str) -> bool:
+    """Ask ``question`` on stderr; True for ``y``/``yes`` on stdin, False for ``n``/``no``, an
+    empty answer or the end of input (asks again after anything else).
+
+    Not ``typer.confirm``: the click Typer vendors writes the prompt's last character (a
+    space) to stdout, whatever ``err=`` says, and stdout is for the command's data alone.
+    """
+    while True:
+        print(f"{question} [y/N]: ", end="", file=sys.stderr, flush=True)
+        answer = sys.stdin.readline().strip().lower()
+        if answer in {"y", "yes"}:
+            return True
+        if answer in {"", "n", "no"}:
+            return False
+        print("Error: invalid input", file=sys.stderr)
 
 
 # Commands that only read or write the local database: nothing on their path logs through

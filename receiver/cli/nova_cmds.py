@@ -16,6 +16,7 @@ from receiver.cli.common import (
     fail,
     lease_held_message,
     open_engine,
+    plain_id,
     settings,
     store_for,
     utcnow,
@@ -81,7 +82,10 @@ def track(
         if job_id or batch_id:
             fail("give JOB_ID BATCH_ID or --from-file, not both")
         rows = _read_rows(from_file)
-    elif job_id and batch_id:
+    elif job_id is not None and batch_id is not None:
+        # Checked here to name the argument; every entry is checked again below.
+        plain_id(job_id.strip(), "JOB_ID")
+        plain_id(batch_id.strip(), "BATCH_ID")
         rows = [{"job_id": job_id, "batch_id": batch_id, "tenant": tenant, "api": api}]
     else:
         fail("give JOB_ID BATCH_ID, or --from-file FILE")
@@ -94,8 +98,9 @@ def track(
             fail(f"entry {number}: job_id and batch_id are required")
         states.append(
             BatchState(
-                batch_id=str(row["batch_id"]).strip(),
-                job_id=str(row["job_id"]).strip(),
+                # Reconcile builds request paths from these: plain segments only.
+                batch_id=plain_id(str(row["batch_id"]).strip(), f"entry {number}: batch_id"),
+                job_id=plain_id(str(row["job_id"]).strip(), f"entry {number}: job_id"),
                 tenant_id=(row.get("tenant") or row.get("tenant_id") or tenant)
                 or cfg.nova_tenant_id,
                 api=row_api,  # type: ignore[arg-type]
@@ -174,6 +179,7 @@ def submit(
       nova-sink submit examples/applications.csv --job job-42 \\
         --job-description examples/job-description.txt
     """
+    plain_id(job, "--job")
     cfg = settings()
     cfg.api_key()
     applications, fields = _applications(file)
@@ -263,6 +269,8 @@ def reconcile(
       nova-sink reconcile --dry-run --json
       nova-sink reconcile --json >> /var/log/nova-sink/reconcile.jsonl
     """
+    if batch is not None:
+        plain_id(batch, "--batch")
     cfg = settings()
     cfg.api_key()
     import asyncio

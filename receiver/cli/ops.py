@@ -12,6 +12,7 @@ import typer
 from receiver.cli.common import (
     EXIT_FAILURE,
     JSON_OPTION,
+    confirm,
     fail,
     parse_age,
     settings,
@@ -222,9 +223,7 @@ def purge(
       nova-sink purge --older-than 90d --yes
     """
     age = parse_age(older_than, option="--older-than")
-    if not (yes or dry_run) and not typer.confirm(
-        f"Drop raw delivery bodies older than {older_than}?", err=True
-    ):
+    if not (yes or dry_run) and not confirm(f"Drop raw delivery bodies older than {older_than}?"):
         fail("nothing purged", EXIT_FAILURE)
     now = utcnow()
     with store_for(settings(), write=True, commit=not dry_run) as store:
@@ -255,8 +254,8 @@ def erase(
       nova-sink erase --application-id app-042 --dry-run
       nova-sink erase --application-id app-042 --yes
     """
-    if not (yes or dry_run) and not typer.confirm(
-        f"Erase every record of application {neutralise(application_id)}?", err=True
+    if not (yes or dry_run) and not confirm(
+        f"Erase every record of application {neutralise(application_id)}?"
     ):
         fail("nothing erased", EXIT_FAILURE)
     with store_for(settings(), write=True, commit=not dry_run) as store:

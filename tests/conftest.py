@@ -25,7 +25,9 @@ from receiver.app import create_app
 from receiver.settings import Settings
 from storage import schema
 from storage.db import make_engine, transaction
+from tests.cli_inproc import InProcessCli, default_env
 from tests.factories import NOW, SECRET
+from tests.servers import migrated_database
 
 # CI replays the same examples every run (a red build must be reproducible); local runs
 # keep exploring new ones, and the failures they find become fixed regression cases.
@@ -165,3 +167,12 @@ def fixture_count_rows(sqlite_engine: Engine) -> Callable[[str], int]:
             return int(store.conn.execute(query).scalar_one())
 
     return count
+
+
+@pytest.fixture(name="cli")
+def fixture_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> InProcessCli:
+    """The CLI in process on a migrated SQLite file (a module may define its own ``cli``)."""
+    url = migrated_database(tmp_path / "sink.db")
+    return InProcessCli(capsys, monkeypatch, tmp_path, default_env(url))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,16 +12,7 @@ import pytest
 from receiver.fake_nova import create_fake_nova
 from receiver.fake_nova.config import FakeNovaConfig
 from receiver.serving import free_port, serving
-from tests.cli_inproc import API_KEY, InProcessCli, default_env
-from tests.servers import migrated_database
-
-
-@pytest.fixture(name="cli")
-def fixture_cli(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> InProcessCli:
-    url = migrated_database(tmp_path / "sink.db")
-    return InProcessCli(capsys, monkeypatch, tmp_path, default_env(url))
+from tests.cli_inproc import API_KEY, InProcessCli
 
 
 @asynccontextmanager

@@ -11,7 +11,6 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,21 +21,12 @@ from receiver.fake_nova import create_fake_nova
 from receiver.fake_nova.config import FakeNovaConfig
 from receiver.serving import free_port, serving
 from storage.db import make_engine, transaction
-from tests.cli_inproc import InProcessCli, Ran, default_env
-from tests.servers import migrated_database
+from tests.cli_inproc import InProcessCli, Ran
 
 APPLICATIONS = [
     {"applicationId": f"app-{n}", "resume": {"type": "text", "content": f"# app-{n}\nPython"}}
     for n in range(3)
 ]
-
-
-@pytest.fixture(name="cli")
-def fixture_cli(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> InProcessCli:
-    url = migrated_database(tmp_path / "sink.db")
-    return InProcessCli(capsys, monkeypatch, tmp_path, default_env(url))
 
 
 @pytest.fixture(name="no_retry_waits")

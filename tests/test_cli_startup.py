@@ -17,7 +17,7 @@ import pytest
 
 from receiver.cli import common
 from storage.db import make_engine, transaction
-from tests.cli_inproc import InProcessCli, default_env
+from tests.cli_inproc import InProcessCli
 from tests.factories import NOW, completed
 from tests.servers import migrated_database
 
@@ -83,14 +83,6 @@ def test_result_reads_import_no_table_model_orm_or_settings_library(
 
 
 # ---- the cyclic GC is paused for start-up, and resumed -----------------------------------
-
-
-@pytest.fixture(name="cli")
-def fixture_cli(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> InProcessCli:
-    url = migrated_database(tmp_path / "sink.db")
-    return InProcessCli(capsys, monkeypatch, tmp_path, default_env(url))
 
 
 @pytest.fixture(name="paused")

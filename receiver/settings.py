@@ -22,6 +22,7 @@ from receiver.database_settings import (
     check_sqlite_synchronous,
 )
 from receiver.errors import ConfigError
+from receiver.values import is_plain_segment
 
 _MAX_SECRETS = 5
 
@@ -76,6 +77,14 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: str) -> str:
         return check_database_url(value)
+
+    @field_validator("nova_tenant_id")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        # Sent as the X-Tenant-Id header: a CR/LF would make every request to Nova fail.
+        if value is not None and not is_plain_segment(value):
+            raise ValueError("must be a plain id (no '/', '\\' or control characters)")
+        return value
 
     def webhook_secrets(self) -> list[str]:
         """The configured secrets, newest first; raises ConfigError when unusable."""

@@ -348,6 +348,34 @@ def test_track_from_file_refuses_an_entry_with_an_unsafe_id_and_tracks_none(
     assert tracked_batches(cli) == []
 
 
+@pytest.mark.parametrize("bad", ["t\r\nX-Injected: 1", "t\x00", "a/b"])
+def test_track_refuses_a_tenant_that_cannot_be_an_x_tenant_id_header(
+    cli: InProcessCli, bad: str
+) -> None:
+    """The tenant becomes reconcile's X-Tenant-Id header: a CR/LF or control character would
+    make every request for the batch fail later. Refused now (exit 2), on the command line
+    and in a file, and nothing tracked."""
+    ran = cli("track", "job-1", "batch-1", "--tenant", bad)
+    assert ran.code == 2
+    assert ran.error_line.startswith("nova-sink: error: --tenant: ")
+
+    (cli.tmp_path / "batches.jsonl").write_text(
+        json.dumps({"job_id": "job-1", "batch_id": "batch-1", "tenant": bad}) + "\n"
+    )
+    ran = cli("track", "--from-file", "batches.jsonl")
+    assert ran.code == 2
+    assert "entry 1: tenant" in ran.error_line
+    assert tracked_batches(cli) == []
+
+
+def test_a_tenant_setting_with_a_line_break_is_a_configuration_error(cli: InProcessCli) -> None:
+    """``NOVA_TENANT_ID`` with a CR/LF: one line naming the variable, exit 2."""
+    ran = cli("track", "job-1", "batch-1", NOVA_TENANT_ID="t\r\nX-Injected: 1")
+    assert ran.code == 2
+    assert "NOVA_TENANT_ID" in ran.error_line
+    assert tracked_batches(cli) == []
+
+
 def test_submit_refuses_a_job_id_that_is_not_a_plain_path_segment(cli: InProcessCli) -> None:
     """``submit --job ../x``: exit 2 naming --job, before any request to Nova."""
     (cli.tmp_path / "apps.json").write_text(

@@ -86,6 +86,7 @@ def track(
         # Checked here to name the argument; every entry is checked again below.
         plain_id(job_id.strip(), "JOB_ID")
         plain_id(batch_id.strip(), "BATCH_ID")
+        _tenant(tenant, "--tenant")
         rows = [{"job_id": job_id, "batch_id": batch_id, "tenant": tenant, "api": api}]
     else:
         fail("give JOB_ID BATCH_ID, or --from-file FILE")
@@ -101,7 +102,9 @@ def track(
                 # Reconcile builds request paths from these: plain segments only.
                 batch_id=plain_id(str(row["batch_id"]).strip(), f"entry {number}: batch_id"),
                 job_id=plain_id(str(row["job_id"]).strip(), f"entry {number}: job_id"),
-                tenant_id=(row.get("tenant") or row.get("tenant_id") or tenant)
+                tenant_id=_tenant(
+                    row.get("tenant") or row.get("tenant_id") or tenant, f"entry {number}: tenant"
+                )
                 or cfg.nova_tenant_id,
                 api=row_api,  # type: ignore[arg-type]
             )
@@ -115,6 +118,11 @@ def track(
     for result in results:
         verb = "now tracking" if result["new"] else "already tracked"
         typer.echo(f"{verb} batch {result['batch_id']}")
+
+
+def _tenant(value: str | None, name: str) -> str | None:
+    """A tenant id as given, or None; sent as the X-Tenant-Id header, so a plain id only."""
+    return plain_id(value.strip(), name) if value else None
 
 
 def _client(cfg: Settings, http: Any) -> NovaClient:
@@ -180,6 +188,7 @@ def submit(
         --job-description examples/job-description.txt
     """
     plain_id(job, "--job")
+    tenant = _tenant(tenant, "--tenant")
     cfg = settings()
     cfg.api_key()
     applications, fields = _applications(file)

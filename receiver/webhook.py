@@ -161,7 +161,8 @@ class WebhookEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         status, headers, body = await self.handle(scope, receive)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        # A copy: the prebuilt list is shared, and a server or middleware may add to it.
+        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
         await send({"type": "http.response.body", "body": body})
 
     async def handle(self, scope: Scope, receive: Receive) -> _Answer:

@@ -22,6 +22,7 @@ from storage import schema
 from storage.db import make_engine, transaction
 from storage.records import ScoringResult
 from storage.store import ChangeFilter, ResultChange, feed_change
+from storage.store.changes import fold
 from tests.factories import NOW, at, completed, failed, inbound, score_completed, score_failed
 from tests.fake_nova_helpers import TENANT, ManualClock, asgi_client, make_client, make_fake
 from tests.test_reconcile import reconcile, track
@@ -101,6 +102,52 @@ def test_changes_of_one_result_in_one_transaction_fold_into_one(engine: Engine) 
         (1, "sj_1", "created", "completed"),
         (2, "sj_2", "created", "completed"),
     ]
+
+
+def test_erasing_a_candidate_leaves_one_erased_change_per_result_in_the_feed(
+    engine: Engine,
+) -> None:
+    """``erase`` deletes the results; the feed keeps one ``erased`` change each (the id,
+    status, job and batch they had), numbered after everything before, so that a consumer
+    deletes its copy too, and their earlier changes go. Another candidate's stay."""
+    apply_and_log(
+        engine,
+        completed("sj_a1", application_id="app-a", batch_id="b1"),
+        failed("sj_a2", application_id="app-a", batch_id="b2"),
+        completed("sj_b", application_id="app-b", batch_id="b1"),
+    )
+
+    with transaction(engine) as store:
+        store.erase_application("app-a", now=NOW)
+
+    changes = [(c["seq"], c["scoring_job_id"], c["kind"], c["status"]) for c in feed(engine)]
+    assert changes == [
+        (3, "sj_b", "created", "completed"),
+        (4, "sj_a1", "erased", "completed"),
+        (5, "sj_a2", "erased", "failed"),
+    ]
+    assert [c["kind"] for c in feed(engine, batch_id="b2")] == ["erased"]
+
+
+def test_erasing_a_candidate_with_no_results_takes_no_number(engine: Engine) -> None:
+    """Nothing erased, nothing logged: the feed's head stays where it was."""
+    apply_and_log(engine, completed("sj_1"))
+
+    with transaction(engine) as store:
+        store.erase_application("app-nobody", now=NOW)
+        assert store.change_head() == 1
+
+
+def test_an_erasure_outranks_a_creation_folded_into_the_same_commit() -> None:
+    """Folding keeps one change per result: an erasure wins over anything before or after."""
+    changes = [
+        ResultChange("sj_1", "created"),
+        ResultChange("sj_1", "erased"),
+        ResultChange("sj_1", "updated"),
+        ResultChange("sj_2", "updated"),
+        ResultChange("sj_2", "created"),
+    ]
+    assert fold(changes) == [ResultChange("sj_1", "erased"), ResultChange("sj_2", "created")]
 
 
 def test_logging_nothing_takes_no_number(engine: Engine) -> None:

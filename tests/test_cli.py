@@ -187,7 +187,8 @@ def store_delivery(
 
 def every_value(engine: Engine) -> str:
     """Every value of every row of every table, as one string to search (except erasure
-    tombstones, which keep the erased application ids on purpose)."""
+    tombstones, which keep the erased application ids on purpose, and the ``erased``
+    changes of the feed, which keep the erased results' ids to tell consumers)."""
     metadata = sa.MetaData()
     metadata.reflect(engine)
     parts = []
@@ -195,7 +196,10 @@ def every_value(engine: Engine) -> str:
         for name, table in metadata.tables.items():
             if name == "erased_application":
                 continue
-            for row in conn.execute(sa.select(table)):
+            query = sa.select(table)
+            if name == "result_change":
+                query = query.where(table.c.kind != "erased")
+            for row in conn.execute(query):
                 parts += [
                     v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row
                 ]

@@ -10,15 +10,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from storage.records import STORED_UNPARSED
-from storage.store._base import StoreBase
+from storage.store.changes import ChangeQueries, ErasedResult
 from storage.store.dialect import body_contains
 from storage.store.reads import schema_revision
-from storage.store.tables import BATCHES, DELIVERIES, ERASED, JOBS, REJECTED, b, d, j, r
+from storage.store.tables import BATCHES, CHANGES, DELIVERIES, ERASED, JOBS, REJECTED, b, d, j, r
 
 UNPARSED_EVENT = "(unparsed)"  # how ``stats`` names deliveries whose body did not parse
 
 
-class AdminQueries(StoreBase):
+class AdminQueries(ChangeQueries):
     def purge_bodies(
         self, *, older_than: datetime, now: datetime, include_unparsed: bool = False
     ) -> int:
@@ -38,12 +38,24 @@ class AdminQueries(StoreBase):
     def erase_application(self, application_id: str, *, now: datetime) -> dict[str, int]:
         """Delete every trace of one candidate and keep a tombstone; rows removed per table.
 
+        The change feed keeps one row per result deleted, its ``erased`` change (the id,
+        status, job and batch: no personal data), numbered now, so that its consumers delete
+        their copies too; the result's earlier changes go.
+
         Inbox rows go by scoring job. Deliveries with no scoring job recorded (stored
         unparsed) go when their body mentions the candidate: for a body that parses as
         JSON, an ``applicationId`` field equal to the id; for one that does not, the id as a
         JSON string anywhere in the bytes (nothing better can be known of it).
         """
         job_ids = sa.select(j.scoring_job_id).where(j.application_id == application_id)
+        erased = [
+            ErasedResult(*row)
+            for row in self.conn.execute(
+                sa.select(j.scoring_job_id, j.status, j.job_id, j.batch_id)
+                .where(j.application_id == application_id)
+                .order_by(j.scoring_job_id)
+            )
+        ]
         removed = {
             "delivery": self.conn.execute(
                 sa.delete(DELIVERIES).where(d.scoring_job_id.in_(job_ids))
@@ -54,6 +66,9 @@ class AdminQueries(StoreBase):
             removed["delivery"] += self.conn.execute(
                 sa.delete(DELIVERIES).where(d.id.in_(unparsed))
             ).rowcount
+        # The feed keeps one row per erased result, its ``erased`` change (logged below):
+        # the earlier ones go, so a consumer starting later never sees the result at all.
+        self.conn.execute(sa.delete(CHANGES).where(CHANGES.c.scoring_job_id.in_(job_ids)))
         removed["scoring_job"] = self.conn.execute(
             sa.delete(JOBS).where(j.application_id == application_id)
         ).rowcount
@@ -65,6 +80,8 @@ class AdminQueries(StoreBase):
             .values(application_id=application_id, erased_at=now)
             .on_conflict_do_nothing(index_elements=["application_id"])
         )
+        # Last: it takes the feed's counter lock. Consumers of the feed learn of the erasure.
+        self.log_erasures(erased, now=now)
         return {table: int(count) for table, count in removed.items()}
 
     def _unparsed_mentioning(self, application_id: str) -> list[int]:

@@ -29,7 +29,7 @@ from storage.store.dialect import hot_sql
 from storage.store.results import Change
 from storage.store.tables import CHANGES, COUNTER
 
-ChangeKind = Literal["created", "updated"]
+ChangeKind = Literal["created", "updated", "erased"]
 _COUNTER_ID = 1
 
 
@@ -39,6 +39,16 @@ class ResultChange:
 
     scoring_job_id: str
     kind: ChangeKind
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedResult:
+    """A result as it was when ``erase`` deleted it: what its ``erased`` change records."""
+
+    scoring_job_id: str
+    status: str
+    job_id: str | None
+    batch_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +83,13 @@ def feed_change(scoring_job_id: str, change: Change) -> ResultChange | None:
 
 
 def fold(changes: Sequence[ResultChange]) -> list[ResultChange]:
-    """One change per result, in first-seen order; a creation outranks an update."""
+    """One change per result, in first-seen order; an erasure outranks everything, a
+    creation outranks an update."""
     folded: dict[str, ResultChange] = {}
     for change in changes:
+        seen = folded.get(change.scoring_job_id)
         # Re-assigning an existing key keeps its place: the order stays first-seen.
-        if change.scoring_job_id not in folded or change.kind == "created":
+        if seen is None or (seen.kind != "erased" and change.kind != "updated"):
             folded[change.scoring_job_id] = change
     return list(folded.values())
 
@@ -93,7 +105,7 @@ class ChangeQueries(StoreBase):
         if not folded:
             return 0
         sql = hot_sql(self._dialect)
-        (top,) = self._driver_sql(sql.bump_counter, (len(folded),)).fetchone()
+        top = self._bump_counter(len(folded))
         first = top - len(folded) + 1
         seqs = list(range(first, top + 1))
         ids = [change.scoring_job_id for change in folded]
@@ -106,7 +118,40 @@ class ChangeQueries(StoreBase):
         # A number without its row would be a change no reader ever sees.
         if written != len(folded):
             raise LookupError(f"{len(folded) - written} changed results are not stored")
+        return top
+
+    def _bump_counter(self, n: int) -> int:
+        """Hand out ``n`` numbers (the counter's row lock is held until the commit); returns
+        the last of them."""
+        (top,) = self._driver_sql(hot_sql(self._dialect).bump_counter, (n,)).fetchone()
         return int(top)
+
+    def log_erasures(self, erased: Sequence[ErasedResult], *, now: datetime) -> int:
+        """Number and record the erasure of results already deleted (``erase``): one
+        ``erased`` change each, with the status, job and batch they had, so that a consumer
+        of the feed removes its copy too. Returns the last number handed out (0: none).
+
+        The last statement of the transaction, like ``log_changes``.
+        """
+        if not erased:
+            return 0
+        top = int(
+            self._driver_sql(hot_sql(self._dialect).bump_counter, (len(erased),)).fetchone()[0]
+        )
+        rows = [
+            {
+                "seq": seq,
+                "scoring_job_id": result.scoring_job_id,
+                "kind": "erased",
+                "status": result.status,
+                "job_id": result.job_id,
+                "batch_id": result.batch_id,
+                "changed_at": now,
+            }
+            for seq, result in enumerate(erased, start=top - len(erased) + 1)
+        ]
+        self.conn.execute(sa.insert(CHANGES), rows)
+        return top
 
     def change_head(self) -> int:
         """The last change number committed (0 before the first change)."""
@@ -133,4 +178,11 @@ class ChangeQueries(StoreBase):
         return ChangePage(rows, next_seq)
 
 
-__all__ = ["ChangeFilter", "ChangeKind", "ChangePage", "ChangeQueries", "ResultChange"]
+__all__ = [
+    "ChangeFilter",
+    "ChangeKind",
+    "ChangePage",
+    "ChangeQueries",
+    "ErasedResult",
+    "ResultChange",
+]

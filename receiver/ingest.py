@@ -60,8 +60,26 @@ def _apply(
             assert_never(unhandled)
 
 
+def _erased(store: Store, items: Sequence[Accepted]) -> set[str]:
+    """The application ids of the score events in ``items`` that ``erase`` tombstoned.
+
+    Nova retries a webhook for days: one sent, or retried, after the candidate was erased
+    must not bring the result (or the body) back; reconcile skips them the same way.
+    """
+    return store.erased_application_ids(
+        item.event.result.application_id for item in items if isinstance(item.event, ScoreEvent)
+    )
+
+
+def _is_erased(event: Event | None, erased: set[str]) -> bool:
+    return isinstance(event, ScoreEvent) and event.result.application_id in erased
+
+
 def ingest(store: Store, item: Accepted, *, now: datetime) -> WebhookStatus:
     """Apply one delivery and record it in the inbox; returns the webhook response status."""
+    if _is_erased(item.event, _erased(store, [item])):
+        store.record_delivery(item.delivery, outcome=WebhookStatus.ERASED, now=now)
+        return WebhookStatus.ERASED
     status, fed = _apply(store, item.event, now=now)
     store.record_delivery(item.delivery, outcome=status, now=now)
     store.log_changes([fed] if fed else [], now=now)  # last: it takes the feed's counter lock
@@ -75,12 +93,20 @@ def ingest_group(store: Store, items: Sequence[Accepted], *, now: datetime) -> l
     job already stored, or seen earlier in the group) takes the per-event path. The change
     feed gets one entry per result created or changed, numbered once for the whole group.
     """
-    scores = [item.event.result for item in items if isinstance(item.event, ScoreEvent)]
+    erased = _erased(store, items)
+    scores = [
+        item.event.result
+        for item in items
+        if isinstance(item.event, ScoreEvent) and not _is_erased(item.event, erased)
+    ]
     created = store.insert_new_results(scores, source="webhook", now=now, delivered=True)
     statuses: list[WebhookStatus] = []
     feed: list[ResultChange] = []  # the change feed's entries, in delivery order
     for item in items:
         event = item.event
+        if _is_erased(event, erased):
+            statuses.append(WebhookStatus.ERASED)
+            continue
         if isinstance(event, ScoreEvent) and event.result.scoring_job_id in created:
             created.discard(event.result.scoring_job_id)  # later repeats merge as usual
             statuses.append(WebhookStatus.APPLIED)

@@ -47,3 +47,4 @@ class WebhookStatus(StrEnum):
     STALE = "stale"  # a lower-precedence event: kept in the inbox, result unchanged
     RECORDED = "recorded"  # batch.completed and test: recorded, no result to change
     STORED_UNPARSED = "stored-unparsed"  # verified, but not an event this version applies
+    ERASED = "erased"  # the candidate was erased: neither the result nor the body is kept

@@ -166,6 +166,10 @@ class BatchState:
 # The inbox outcome of a verified body that was kept, not applied (replayable later).
 STORED_UNPARSED = "stored-unparsed"
 
+# The inbox outcome of a score event for a candidate ``erase`` removed (a webhook Nova sent,
+# or retried, after the erasure): neither its result nor its body is kept.
+ERASED = "erased"
+
 # A batch status of ours, beside Nova's: Nova answered 404 for it run after run, and
 # reconcile stopped asking (``nova-sink batches untrack`` or ``reconcile --batch`` revive it).
 UNREACHABLE = "unreachable"

@@ -50,6 +50,14 @@ def wipe(engine: Engine) -> None:
         store.conn.execute(sa.text("DELETE FROM scoring_job"))
 
 
+ERASED_APP = "app-erased"
+
+
+def erase(engine: Engine, application_id: str) -> None:
+    with transaction(engine) as store:
+        store.erase_application(application_id, now=NOW)
+
+
 def one_at_a_time(engine: Engine, items: Sequence[Accepted]) -> list[str]:
     with transaction(engine) as store:
         return [ingest(store, item, now=NOW) for item in items]
@@ -102,6 +110,8 @@ _results = st.sampled_from(
         completed("sj_b"),
         failed("sj_b"),
         completed("sj_c", score=3),
+        completed("sj_e", application_id=ERASED_APP),  # a candidate erased before
+        failed("sj_e", application_id=ERASED_APP),
     ]
 )
 # Keys and webhook ids drawn apart, bodies too: repeats, reused ids and replays all occur.
@@ -121,6 +131,7 @@ def test_groups_store_exactly_what_one_at_a_time_stores(
     engine: Engine, first: list[Accepted], second: list[Accepted]
 ) -> None:
     """Any two groups of deliveries: same outcomes and same rows as ingesting them singly."""
+    erase(engine, ERASED_APP)
     wipe(engine)
     expected_statuses = one_at_a_time(engine, first) + one_at_a_time(engine, second)
     expected = dump(engine)
@@ -128,6 +139,31 @@ def test_groups_store_exactly_what_one_at_a_time_stores(
     statuses = as_group(engine, first) + as_group(engine, second)
     assert statuses == expected_statuses
     assert dump(engine) == expected
+
+
+def test_a_webhook_for_an_erased_candidate_keeps_neither_result_nor_body(engine: Engine) -> None:
+    """After ``erase``, a webhook Nova sends or retries for the candidate is answered
+    ``erased``: no result comes back, the inbox row keeps no body; the others in the same
+    commit group are applied as usual. One at a time gives the same."""
+    erase(engine, ERASED_APP)
+    items = [
+        score("m1", completed("sj_gone", application_id=ERASED_APP), body=b"personal"),
+        score("m2", completed("sj_kept")),
+    ]
+
+    for run in (as_group, one_at_a_time):
+        wipe(engine)
+        assert run(engine, items) == ["erased", "applied"]
+        with engine.connect() as conn:
+            jobs = conn.execute(sa.text("SELECT scoring_job_id FROM scoring_job")).scalars()
+            assert list(jobs) == ["sj_kept"]
+            inbox = conn.execute(
+                sa.text("SELECT delivery_key, outcome, raw_body FROM delivery ORDER BY 1")
+            ).all()
+        assert [tuple(row) for row in inbox] == [
+            ("m1", "erased", None),
+            ("m2", "applied", b"{}"),
+        ]
 
 
 @pytest.mark.parametrize("size", [1, 300])

@@ -150,6 +150,24 @@ def test_signed_timestamp_outside_tolerance_is_401(
     assert_nothing_stored(count_rows)
 
 
+def test_a_webhook_after_erase_is_answered_erased_and_brings_nothing_back(
+    client: TestClient, sqlite_engine: Engine
+) -> None:
+    """Nova retries for days: a delivery for a candidate ``erase`` removed is a 200 (so the
+    retries stop) with status ``erased``, and neither the result nor the body is stored."""
+    with transaction(sqlite_engine) as store:
+        store.erase_application("app-456", now=NOW)
+    body = score_completed()  # application app-456
+
+    response = post(client, body, signed(body, webhook_id="msg_1"))
+
+    assert (response.status_code, response.json()) == (200, {"status": "erased"})
+    with transaction(sqlite_engine, write=False) as store:
+        assert store.get_result("sj_1") is None
+    [row] = delivery_rows(sqlite_engine)
+    assert (row["outcome"], row["raw_body"]) == ("erased", None)
+
+
 def test_body_only_signature_with_40_minute_old_timestamp_is_applied(
     client: TestClient, sqlite_engine: Engine
 ) -> None:

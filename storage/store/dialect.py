@@ -141,6 +141,8 @@ class HotSql:
     # job and batch as they are now. One statement, so its rowcount is exact on both drivers.
     bump_counter: str
     log_changes: str
+    # The application ids of a list that ``erase`` tombstoned.
+    erased_applications: str
     time: Callable[[datetime | None], Any]
     returns_inserted: bool
 
@@ -199,6 +201,9 @@ def hot_sql(dialect: str) -> HotSql:
             deliveries_by_webhook_id=(
                 "SELECT webhook_id, body_sha256 FROM delivery WHERE webhook_id = ANY(%s)"
             ),
+            erased_applications=(
+                "SELECT application_id FROM erased_application WHERE application_id = ANY(%s)"
+            ),
             bump_counter=_BUMP_COUNTER.replace("?", "%s"),
             log_changes=(
                 f"INSERT INTO result_change ({_CHANGE_COLUMNS})"  # noqa: S608
@@ -226,6 +231,10 @@ def hot_sql(dialect: str) -> HotSql:
         deliveries_by_webhook_id=(
             "SELECT webhook_id, body_sha256 FROM delivery"
             " WHERE webhook_id IN (SELECT value FROM json_each(?))"
+        ),
+        erased_applications=(
+            "SELECT application_id FROM erased_application"
+            " WHERE application_id IN (SELECT value FROM json_each(?))"
         ),
         bump_counter=_BUMP_COUNTER,
         log_changes=(

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from storage.records import (
+    ERASED,
     STORED_UNPARSED,
     InboundDelivery,
 )
@@ -55,7 +56,7 @@ class InboxQueries(StoreBase):
                     stamp,
                     stamp,
                     1,
-                    delivery.body,
+                    _kept_body(delivery, outcome),
                 ]
             else:
                 row[_ATTEMPTS] += 1
@@ -168,6 +169,11 @@ class InboxQueries(StoreBase):
 _ATTEMPTS = DELIVERY_COLUMNS.index("attempts")
 
 
+def _kept_body(delivery: InboundDelivery, outcome: str) -> bytes | None:
+    """The raw body the inbox keeps: none for an erased candidate's (personal data)."""
+    return None if outcome == ERASED else delivery.body
+
+
 def _delivery_params(delivery: InboundDelivery, outcome: str, now: datetime) -> dict[str, Any]:
     return {
         "delivery_key": delivery.delivery_key,
@@ -181,6 +187,6 @@ def _delivery_params(delivery: InboundDelivery, outcome: str, now: datetime) -> 
         "received_at": now,
         "last_received_at": now,
         "attempts": 1,
-        "raw_body": delivery.body,
+        "raw_body": _kept_body(delivery, outcome),
         "body_sha256": delivery.digest(),
     }

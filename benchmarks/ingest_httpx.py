@@ -50,10 +50,10 @@ from _common import (
     table,
     uvicorn_impl,
 )
+from _wrk import SECRET, signed_delivery
 
 from receiver.demo import free_port
 
-SECRET = "whsec_benchmark_secret_0123456789"  # noqa: S105 - a throwaway loopback secret
 PATH = "/webhooks/nova"
 TARGET_RATIO = 0.5
 TARGET_P99_MS_AT_16 = 10.0
@@ -62,35 +62,6 @@ APPS = {"bare": "_bare_app:create_app", "receiver": "receiver.app:create_app"}
 
 
 # ---- the load generator (a separate process) ------------------------------------------------
-
-
-def signed_delivery(prefix: str, n: int, completed_at: str) -> tuple[bytes, dict[str, str]]:
-    """One unique, signed ``score.completed`` as fake Nova sends it (body-only HMAC + id)."""
-    from receiver.signatures import sign
-
-    scoring_job_id = f"{prefix}-{n:08d}"
-    body = json.dumps(
-        {
-            "event": "score.completed",
-            "tenantId": "tenant-bench",
-            "scoringJobId": scoring_job_id,
-            "criteriaVersionId": "cv-bench-0001",
-            "jobId": "job-bench",
-            "applicationId": f"app-{scoring_job_id}",
-            "result": {
-                "score": n % 10 + 1,
-                "assessment": {
-                    "verdict": "Strong candidate with solid backend experience.",
-                    "strengths": ["Python", "PostgreSQL", "API design"],
-                    "concerns": ["Short tenures"],
-                    "interviewFocus": ["System design", "Incident handling"],
-                },
-            },
-            "completedAt": completed_at,
-        },
-        separators=(",", ":"),
-    ).encode()
-    return body, sign(SECRET, body, webhook_id=f"msg_{scoring_job_id}")
 
 
 def make_pool(prefix: str, count: int) -> list[tuple[bytes, dict[str, str]]]:

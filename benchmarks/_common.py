@@ -37,6 +37,28 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def export_tree(revision: str, into: Path) -> Path:
+    """The project's files at ``revision`` (``git archive``), to run that version's server."""
+    import tarfile
+    from io import BytesIO
+
+    archive = subprocess.run(
+        ["git", "archive", revision], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def migrate_with(tree: Path, url: str) -> None:
+    """Migrate ``url`` to the head of the code in ``tree`` (each version has its own)."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(tree)!r}); from storage import schema; "
+        f"from storage.db import make_engine; schema.upgrade(make_engine({url!r}))"
+    )
+    subprocess.run([PYTHON, "-c", code], check=True, cwd=tree, env=clean_env())
+
+
 def migrated_sqlite(path: Path) -> str:
     """A new SQLite file at the current schema; returns its URL."""
     from storage import schema
@@ -123,13 +145,23 @@ def start_process(
 
 
 def start_uvicorn(
-    app: str, *, port: int, log_path: Path, env: Mapping[str, str], factory: bool = True
+    app: str,
+    *,
+    port: int,
+    log_path: Path,
+    env: Mapping[str, str],
+    factory: bool = True,
+    app_dir: Path = BENCH_DIR,
 ) -> Proc:
-    """``python -m uvicorn`` (one process, no supervisor: its pid is the server's)."""
+    """``python -m uvicorn`` (one process, no supervisor: its pid is the server's).
+
+    ``app_dir`` comes first on the server's ``sys.path``: an exported tree there runs that
+    version of ``receiver`` instead of the installed one.
+    """
     loop, http = uvicorn_impl()
     argv = [
         PYTHON, "-m", "uvicorn", app,
-        "--app-dir", str(BENCH_DIR),
+        "--app-dir", str(app_dir),
         "--host", "127.0.0.1", "--port", str(port),
         "--loop", loop, "--http", http,
         "--log-level", "warning", "--no-access-log",

@@ -19,9 +19,11 @@ def summarize(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((c["db"], c["connections"], c["workers"]), []).append(c)
     out = []
     for (db, connections, workers), items in groups.items():
-        med = {k: statistics.median(i[k] for i in items) for k in (
-            "bare_rps", "receiver_rps", "ratio", "receiver_p50_ms", "receiver_p99_ms",
-            "bare_p99_ms", "bare_cpu_us", "receiver_cpu_us")}  # fmt: skip
+        keys = ["bare_rps", "receiver_rps", "ratio", "receiver_p50_ms", "receiver_p99_ms",
+                "bare_p99_ms", "bare_cpu_us", "receiver_cpu_us"]  # fmt: skip
+        if all("base_rps" in i for i in items):  # --base: the older receiver, same rounds
+            keys += ["base_rps", "base_ratio", "base_p99_ms", "base_cpu_us", "speedup"]
+        med = {k: statistics.median(i[k] for i in items) for k in keys}
         out.append({"db": db, "connections": connections, "workers": workers, "runs": len(items),
                     "durable": all(i["durable"] for i in items), **med})  # fmt: skip
     return out
@@ -70,7 +72,20 @@ def report(result: dict[str, Any]) -> None:
     print(table(rows, ["db", "conns", "workers", "runs", "bare req/s", "recv req/s", "ratio",
                        "p50 ms", "p99 ms", "bare CPU us", "recv CPU us", "ratio target",
                        "p99<=10ms", "rows==2xx"]))  # fmt: skip
+    with_base = [s for s in result["summary"] if "base_rps" in s]
+    if with_base:
+        print(f"\nagainst --base {result['base']} (its receiver in the same rounds):")
+        rows = [
+            [s["db"], s["connections"], s["base_rps"], s["receiver_rps"], s["speedup"],
+             s["base_ratio"], s["ratio"], s["base_p99_ms"], s["receiver_p99_ms"],
+             s["base_cpu_us"], s["receiver_cpu_us"]]
+            for s in with_base
+        ]  # fmt: skip
+        print(table(rows, ["db", "conns", "base req/s", "recv req/s", "speedup", "base ratio",
+                           "ratio", "base p99", "p99", "base CPU us", "recv CPU us"]))  # fmt: skip
     for c in result["comparisons"]:
+        if c.get("base_durable") is False:
+            print(f"!!! DURABILITY FAILURE of --base {c['db']} c={c['connections']} !!!")
         if not c["durable"]:
             print(f"!!! DURABILITY FAILURE {c['db']} c={c['connections']}: "
                   f"{c['rows']} rows vs {c['acked']} 2xx !!!")  # fmt: skip

@@ -37,7 +37,9 @@ from _common import (
     Proc,
     clean_env,
     dump_json,
+    export_tree,
     machine,
+    migrate_with,
     migrated_sqlite,
     rss_mb,
     start_process,
@@ -56,10 +58,15 @@ PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
 @contextmanager
-def database(kind: str, workdir: Path, tag: str) -> Iterator[str]:
-    """A fresh migrated database for one run; yields its URL."""
+def database(kind: str, workdir: Path, tag: str, tree: Path | None = None) -> Iterator[str]:
+    """A fresh database for one run, migrated by this code or by ``tree``'s; yields its URL."""
     if kind == "sqlite":
-        yield migrated_sqlite(workdir / f"ingest-{tag}.db")
+        if tree is None:
+            yield migrated_sqlite(workdir / f"ingest-{tag}.db")
+        else:
+            url = f"sqlite:///{workdir / f'ingest-{tag}.db'}"
+            migrate_with(tree, url)
+            yield url
         return
     import psycopg
 
@@ -72,9 +79,12 @@ def database(kind: str, workdir: Path, tag: str) -> Iterator[str]:
         admin.execute(f"CREATE DATABASE {name}")
     url = f"{PG_SERVER}/{name}"
     try:
-        engine = make_engine(url)
-        schema.upgrade(engine)
-        engine.dispose()
+        if tree is None:
+            engine = make_engine(url)
+            schema.upgrade(engine)
+            engine.dispose()
+        else:
+            migrate_with(tree, url)
         yield url
     finally:
         with psycopg.connect(dsn, autocommit=True) as admin:
@@ -97,12 +107,20 @@ def count_rows(url: str) -> int:
 # ---- servers ------------------------------------------------------------------------------
 
 
-def start_server(kind: str, workers: int, url: str | None, log: Path) -> Proc:
+def start_server(
+    kind: str, workers: int, url: str | None, log: Path, tree: Path | None = None
+) -> Proc:
+    """``kind``: ``receiver`` (this tree), ``base`` (the receiver of ``tree``), ``bare``."""
     env = clean_env(LOG_LEVEL="warning", LOG_FORMAT="json")
     if url is not None:
         env.update(NOVA_WEBHOOK_SECRETS=SECRET, DATABASE_URL=url, SQLITE_SYNCHRONOUS="FULL")
     port = free_port()
-    if workers == 1:
+    if kind == "base":
+        assert tree is not None, "a base run needs the exported tree"
+        assert workers == 1, "the base runs one worker"
+        app, app_dir = "receiver.app:create_app", tree
+        proc = start_uvicorn(app, port=port, log_path=log, env=env, app_dir=app_dir)
+    elif workers == 1:
         app = "receiver.app:create_app" if kind == "receiver" else "_bare_app:create_app"
         proc = start_uvicorn(app, port=port, log_path=log, env=env)
     elif kind == "receiver":
@@ -160,11 +178,12 @@ def one_run(
     args: argparse.Namespace,
     pools: dict[str, Path],
     workdir: Path,
+    tree: Path | None = None,
 ) -> dict[str, Any]:
     tag = f"{kind}-{db}-c{connections}-w{workers}-{time.monotonic_ns()}"
     log = workdir / f"{tag}.log"
-    with contextmanager(_maybe_db)(kind, db, workdir, tag) as url:
-        proc = start_server(kind, workers, url, log)
+    with contextmanager(_maybe_db)(kind, db, workdir, tag, tree) as url:
+        proc = start_server(kind, workers, url, log, tree)
         try:
             warm = run_wrk(
                 proc.base_url,
@@ -200,16 +219,32 @@ def one_run(
     return res
 
 
-def _maybe_db(kind: str, db: str, workdir: Path, tag: str) -> Iterator[str | None]:
+def _maybe_db(
+    kind: str, db: str, workdir: Path, tag: str, tree: Path | None
+) -> Iterator[str | None]:
     if kind == "bare":
         yield None
         return
-    with database(db, workdir, tag) as url:
+    with database(db, workdir, tag, tree if kind == "base" else None) as url:
         yield url
 
 
-def compare(bare: dict[str, Any], recv: dict[str, Any]) -> dict[str, Any]:
+def compare(
+    bare: dict[str, Any], recv: dict[str, Any], base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The receiver against the bare app of the same round (and the ``--base`` receiver)."""
+    against_base = {}
+    if base is not None:
+        against_base = {
+            "base_rps": base["rps"],
+            "base_ratio": base["rps"] / bare["rps"] if bare["rps"] else float("nan"),
+            "base_p99_ms": base["p99_ms"],
+            "base_cpu_us": base["cpu_us_per_req"],
+            "speedup": recv["rps"] / base["rps"] if base["rps"] else float("nan"),
+            "base_durable": base["durable"],
+        }
     return {
+        **against_base,
         "db": recv["db"],
         "connections": recv["connections"],
         "workers": recv["workers"],
@@ -306,16 +341,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ]
         if args.workers_run:
             plan += [(db, 64, 2) for db in args.databases]
+        tree = export_tree(args.base, workdir / "base") if args.base else None
+        if tree is not None:
+            result["base"] = args.base
         for db, connections, workers in plan:
             setup = {"connections": connections, "workers": workers, "args": args}
             recv = one_run("receiver", db, **setup, pools=pools, workdir=workdir)
+            base = None
+            if tree is not None and workers == 1:
+                base = one_run("base", db, **setup, pools=pools, workdir=workdir, tree=tree)
             bare = one_run("bare", db, **setup, pools=pools, workdir=workdir)
-            result["runs"] += [bare, recv]
-            result["comparisons"].append(compare(bare, recv))
+            result["runs"] += [bare, recv] + ([base] if base else [])
+            result["comparisons"].append(compare(bare, recv, base))
             c = result["comparisons"][-1]
-            print(f"{db} c={connections} w={workers}: ratio {c['ratio']:.2f}, receiver p99 "
-                  f"{c['receiver_p99_ms']:.1f} ms, rows {c['rows']} / 2xx {c['acked']}",
-                  file=sys.stderr)  # fmt: skip
+            vs_base = f", base ratio {c['base_ratio']:.2f}" if base else ""
+            print(f"{db} c={connections} w={workers}: ratio {c['ratio']:.2f}{vs_base}, "
+                  f"receiver p99 {c['receiver_p99_ms']:.1f} ms, rows {c['rows']} / 2xx "
+                  f"{c['acked']}", file=sys.stderr)  # fmt: skip
     result["summary"] = summarize(result["comparisons"])
     return result
 
@@ -332,6 +374,9 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=400_000, help="distinct signed bodies")
     parser.add_argument("--no-workers-run", dest="workers_run", action="store_false",
                         help="skip the serve --workers 2 runs")  # fmt: skip
+    parser.add_argument("--base", default=None,
+                        help="also run the receiver of this git revision in every round "
+                             "(before/after, alternating)")  # fmt: skip
     parser.add_argument("--memory", action="store_true", help="RSS after 10k vs --memory-total")
     parser.add_argument("--memory-total", type=int, default=1_000_000)
     args = parser.parse_args()

@@ -26,14 +26,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import types
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +42,9 @@ from benchmarks._common import (
     ROOT,
     clean_env,
     dump_json,
+    export_tree,
     machine,
+    migrate_with,
     percentile,
     start_process,
     table,
@@ -144,24 +144,9 @@ def pure(repeats: int, base: str) -> dict[str, Any]:
 # ---- 2. the event loop under forged load -------------------------------------------------------
 
 
-def export_tree(revision: str, into: Path) -> Path:
-    """The project's files at ``revision`` (``git archive``), to run that version's server."""
-    archive = subprocess.run(
-        ["git", "archive", revision], cwd=ROOT, capture_output=True, check=True
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
-
-
 def start_receiver(tree: Path, workdir: Path, port: int, **env: str) -> Any:
     database = f"sqlite:///{workdir / f'sink-{port}.db'}"
-    # Migrated by the tree's own code: each version has its own head revision.
-    migrate = (
-        f"import sys; sys.path.insert(0, {str(tree)!r}); from storage import schema; "
-        f"from storage.db import make_engine; schema.upgrade(make_engine({database!r}))"
-    )
-    subprocess.run([PYTHON, "-c", migrate], check=True, cwd=workdir, env=clean_env())
+    migrate_with(tree, database)  # by the tree's own code: each version has its own head
     argv = [
         PYTHON, "-m", "uvicorn", "receiver.app:create_app", "--factory",
         "--app-dir", str(tree), "--host", "127.0.0.1", "--port", str(port),

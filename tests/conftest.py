@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from storage import schema
 from storage.db import make_engine, transaction
 from tests.cli_inproc import InProcessCli, default_env
 from tests.factories import NOW, SECRET
+from tests.pg_schemas import PostgresSchemas
 from tests.servers import migrated_database
 
 # CI replays the same examples every run (a red build must be reproducible); local runs
@@ -89,23 +89,23 @@ def fixture_sqlite_engine(tmp_path: Path, migrated_sqlite_template: Path) -> Ite
     engine.dispose()
 
 
+@pytest.fixture(name="postgres_schemas", scope="session")
+def fixture_postgres_schemas(postgres_url: str) -> Iterator[PostgresSchemas]:
+    schemas = PostgresSchemas(postgres_url)
+    yield schemas
+    schemas.close()
+
+
 @pytest.fixture(name="postgres_engine")
-def fixture_postgres_engine(postgres_url: str) -> Iterator[Engine]:
-    """A migrated, private PostgreSQL schema, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-    # libpq "options" puts every pooled connection of this engine into the test's schema.
-    engine = make_engine(f"{postgres_url}?options=-csearch_path%3D{name}")
+def fixture_postgres_engine(postgres_schemas: PostgresSchemas) -> Iterator[Engine]:
+    """A migrated, empty, private PostgreSQL schema (emptied again after the test)."""
+    name = postgres_schemas.take()
+    engine = make_engine(postgres_schemas.engine_url(name))
     try:
-        schema.upgrade(engine)
         yield engine
     finally:
         engine.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-        admin.dispose()
+        postgres_schemas.give_back(name)
 
 
 @pytest.fixture(

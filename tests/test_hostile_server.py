@@ -170,6 +170,15 @@ def test_serve_accepts_ordinary_headers(served: Server) -> None:
     assert raw_exchange(served.port, request_with_header(8 * 1024)).startswith(b"HTTP/1.1 200")
 
 
+def test_serve_writes_no_access_lines_at_the_default_log_level(served: Server) -> None:
+    """``serve`` runs uvicorn without its access log (the receiver logs each delivery
+    itself): at the default LOG_LEVEL=info no request leaves a uvicorn.access line."""
+    raw_exchange(served.port, request_with_header(1024))
+    records = [json.loads(line) for line in served.output().splitlines() if line.strip()]
+    assert any(r.get("event") == "Application startup complete." for r in records)
+    assert [r for r in records if r.get("logger") == "uvicorn.access"] == []
+
+
 def test_serve_logs_are_json_from_supervisor_and_workers(served: Server) -> None:
     """With --workers, the supervisor's lines are JSON too (uvicorn's log_config)."""
     raw_exchange(served.port, request_with_header(64 * 1024))

@@ -166,10 +166,6 @@ def _read_keys(settings: Settings) -> list[str] | None:
     return settings.read_token_keys() if settings.sink_secret_key is not None else None
 
 
-async def _post_only(_request: Request) -> Response:  # pragma: no cover - never routed
-    raise RuntimeError("POST /webhooks/nova is dispatched by ReceiverApp")
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -199,9 +195,8 @@ def create_app(
                 db.dispose()
 
     routes: list[BaseRoute] = [
-        # Only POST is served, ahead of the router (ReceiverApp); this route answers the
-        # other methods with 405.
-        Route(PATH, _post_only, methods=["POST"]),
+        # ReceiverApp serves POST before the router; the route answers other methods 405.
+        Route(PATH, webhook, methods=["POST"]),
         Route("/healthz", receiver.healthz, methods=["GET"]),
         Route("/readyz", receiver.readyz, methods=["GET"]),
         Route("/metrics", receiver.metrics_endpoint, methods=["GET"]),

@@ -17,8 +17,7 @@ import structlog
 Format = Literal["console", "json"]
 
 # uvicorn installs its own handlers on these (its LOGGING_CONFIG); they are taken over.
-ACCESS_LOGGER = "uvicorn.access"
-UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", ACCESS_LOGGER, "uvicorn.asgi")
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 _HANDLER_NAME = "nova-sink"
 
 
@@ -84,7 +83,7 @@ def route_stdlib_logging(fmt: Format, level: str = "info") -> None:
     root.setLevel(max(_level(level), logging.WARNING))
     for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)
-        if name == ACCESS_LOGGER and _switched_off(logger):
+        if _switched_off(logger):
             continue  # see _switched_off
         logger.handlers.clear()
         logger.propagate = True
@@ -92,11 +91,11 @@ def route_stdlib_logging(fmt: Format, level: str = "info") -> None:
 
 
 def _switched_off(logger: logging.Logger) -> bool:
-    """Whether uvicorn switched this logger off (``access_log=False``, ``--no-access-log``:
-    no handlers, no propagation), which it does before it builds the app. Routing it to
-    the root handler would turn it back on: ``serve`` asks for no access lines (the
-    receiver logs each delivery itself), and one more line per request cost ~20 % of the
-    deliveries per second at ``LOG_LEVEL=info``."""
+    """Whether uvicorn switched this logger off (no handlers, no propagation: what it does
+    to its access logger for ``access_log=False`` / ``--no-access-log``, before it builds
+    the app). Routing it to the root handler would turn it back on: ``serve`` asks for no
+    access lines (the receiver logs each delivery itself), and one more line per request
+    cost ~20 % of the deliveries per second at ``LOG_LEVEL=info``."""
     return not logger.handlers and not logger.propagate
 
 

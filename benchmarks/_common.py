@@ -42,6 +42,9 @@ def export_tree(revision: str, into: Path) -> Path:
     import tarfile
     from io import BytesIO
 
+    if revision.startswith("-"):  # git would read it as one of its options
+        raise SystemExit(f"--base: {revision!r} is not a revision")
+
     archive = subprocess.run(
         ["git", "archive", revision], cwd=ROOT, capture_output=True, check=True
     ).stdout

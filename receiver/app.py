@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from receiver.commit_process import ProcessLane
 from receiver.errors import ConfigError
 from receiver.http_errors import ERROR_HANDLERS
 from receiver.logs import configure_logging
@@ -31,6 +32,7 @@ from receiver.read_api import ReadApi
 from receiver.settings import Settings, load_settings
 from receiver.ui.routes import dashboard_routes
 from receiver.webhook import PATH, WebhookEndpoint
+from receiver.writer import Lane, ThreadLane
 from storage import schema
 from storage.db import Engine, make_engine, transaction
 from storage.errors import SchemaOutOfDate, StoreUnavailable
@@ -51,6 +53,7 @@ class Receiver:
         settings: Settings,
         *,
         engine: Engine,
+        lane: Lane,
         now: Callable[[], datetime],
         metrics: Metrics,
     ) -> None:
@@ -62,6 +65,7 @@ class Receiver:
             tolerance=timedelta(seconds=settings.webhook_tolerance_seconds),
             max_body=settings.webhook_max_body_bytes,
             engine=engine,
+            lane=lane,
             now=now,
             metrics=metrics,
         )
@@ -166,6 +170,22 @@ def _read_keys(settings: Settings) -> list[str] | None:
     return settings.read_token_keys() if settings.sink_secret_key is not None else None
 
 
+def _lane(settings: Settings, engine: Engine, *, owns_engine: bool) -> Lane:
+    """Where the writer commits: a process of its own (``INGEST_WRITER=process``, the
+    default), unless the engine was passed in or is an in-memory SQLite database, which
+    another process could not share."""
+    url = engine.url
+    in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+    if settings.ingest_writer == "thread" or not owns_engine or in_memory:
+        return ThreadLane(engine)
+    return ProcessLane(
+        settings.database_url,
+        synchronous=settings.sqlite_synchronous,
+        log_format=settings.resolved_log_format(),
+        log_level=settings.log_level,
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -178,19 +198,20 @@ def create_app(
         settings = _settings_from_environment()
     owns_engine = engine is None
     db = engine or make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
-    receiver = Receiver(settings, engine=db, now=now, metrics=Metrics())
+    lane = _lane(settings, db, owns_engine=owns_engine)
+    receiver = Receiver(settings, engine=db, lane=lane, now=now, metrics=Metrics())
 
     webhook = receiver.webhook
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(webhook.load_pins)
-        webhook.writer.start()
+        await webhook.writer.start()
         try:
             yield
         finally:
             # Drain: every queued delivery is committed (and answered) before we exit.
-            await run_in_threadpool(webhook.writer.stop)
+            await webhook.writer.stop()
             if owns_engine:
                 db.dispose()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import assert_never
+from typing import NamedTuple, assert_never
 
 from receiver.errors import PayloadError
 from receiver.events import (
@@ -26,12 +26,63 @@ from storage.records import InboundDelivery
 from storage.store import ResultChange, Store, feed_change
 
 
+class Received(NamedTuple):
+    """A verified delivery as the endpoint hands it to the writer, before it is parsed.
+
+    Plain values only: the writer may run in another process (``receiver.commit_process``),
+    and a tuple of bytes and strings crosses a pipe for a fraction of what a parsed event
+    costs to pickle, on the event loop's thread, which is the one that limits throughput.
+    """
+
+    body: bytes
+    delivery_key: str
+    webhook_id: str | None
+    signature_scheme: str
+    secret_fingerprint: str
+    body_sha256: str
+
+
+class Committed(NamedTuple):
+    """What the writer answers for a committed delivery: the webhook status, and what the
+    endpoint's log line and metrics say of the event (the writer parsed it)."""
+
+    status: str
+    event: str | None
+    scoring_job_id: str | None
+    parse_error: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """A delivery that passed verification; ``event`` is None when the body did not parse."""
 
     delivery: InboundDelivery
     event: Event | None
+
+
+def accept(received: Received) -> tuple[Accepted, str | None]:
+    """Parse a verified delivery: (the delivery and its event, the parse error if any).
+
+    A body that does not parse is kept (``event`` None, stored unparsed), never refused.
+    """
+    parse_error: str | None = None
+    try:
+        event: Event | None = parse_event(received.body)
+    except PayloadError as exc:
+        event, parse_error = None, str(exc)
+    name, scoring_job_id, batch_id = event_ids(event)
+    delivery = InboundDelivery(
+        delivery_key=received.delivery_key,
+        webhook_id=received.webhook_id,
+        event=name,
+        body=received.body,
+        signature_scheme=received.signature_scheme,
+        secret_fingerprint=received.secret_fingerprint,
+        scoring_job_id=scoring_job_id,
+        batch_id=batch_id,
+        body_sha256=received.body_sha256,
+    )
+    return Accepted(delivery, event), parse_error
 
 
 def _apply(

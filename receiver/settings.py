@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1)
     sqlite_synchronous: Synchronous = "FULL"
+    # process: deliveries are parsed and committed in a child process (the serving process's
+    # event loop keeps its core); thread: in a thread of the serving process.
+    ingest_writer: Literal["process", "thread"] = "process"
     sink_secret_key: SecretStr | None = None
     sink_ui_https_only: bool = False  # dashboard session cookie only over HTTPS
     log_format: Literal["console", "json"] | None = None

@@ -10,8 +10,9 @@ The answers are prebuilt bytes. What the endpoint does, in order:
 1. the body, at most ``max_body`` bytes (a larger declared length is refused before
    anything is read; a longer stream is cut off): 413;
 2. the signature on the raw bytes, against each secret's pinned construction: 401;
-3. the parse (a body that does not parse is kept unparsed, never refused);
-4. the writer commits it; only then the 2xx. A database that cannot commit: 503.
+3. the writer parses it (a body that does not parse is kept unparsed, never refused) and
+   commits it, in its lane (``receiver.writer``); only then the 2xx. A database that
+   cannot commit: 503.
 """
 
 from __future__ import annotations
@@ -30,18 +31,17 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from receiver.errors import PayloadError, SignatureError
-from receiver.events import Event, parse_event
+from receiver.errors import SignatureError
 from receiver.http_errors import UNAVAILABLE
-from receiver.ingest import Accepted, event_ids
+from receiver.ingest import Received
 from receiver.metrics import Metrics
 from receiver.pinning import PinPolicy
 from receiver.signatures import ID_SIGNED, Verified, fingerprint, verify
 from receiver.vocabulary import WebhookStatus, known_event
-from receiver.writer import Writer
+from receiver.writer import Lane, Writer
 from storage.db import Engine, transaction
 from storage.errors import StoreUnavailable
-from storage.records import InboundDelivery, inbox_key, storable_webhook_id
+from storage.records import inbox_key, storable_webhook_id
 
 log = structlog.get_logger("nova_sink.receiver")
 
@@ -131,8 +131,8 @@ def _event_label(name: str | None) -> str:
 
 
 class WebhookEndpoint:
-    """The ASGI app of ``POST /webhooks/nova`` over its collaborators (secrets, pins,
-    writer, engine for pin claims, metrics, the clock ``now``)."""
+    """The ASGI app of ``POST /webhooks/nova`` over its collaborators (secrets, pins, the
+    writer's lane, engine for pin claims, metrics, the clock ``now``)."""
 
     def __init__(
         self,
@@ -142,6 +142,7 @@ class WebhookEndpoint:
         tolerance: timedelta,
         max_body: int,
         engine: Engine,
+        lane: Lane,
         now: Callable[[], datetime],
         metrics: Metrics,
     ) -> None:
@@ -154,7 +155,7 @@ class WebhookEndpoint:
         self.engine = engine
         self.now = now
         self.metrics = metrics
-        self.writer = Writer(engine, now=now)
+        self.writer = Writer(lane, now=now)
         # The delivery counter's children by (event label, status): both sets are bounded,
         # and ``labels()`` costs more than the increment on every delivery.
         self._counted: dict[tuple[str, str], Any] = {}
@@ -174,37 +175,28 @@ class WebhookEndpoint:
             verified = await self._verify(headers, body)
         except _Refused as refused:
             return refused.answer
-        event: Event | None = None
-        parse_error: str | None = None
-        try:
-            event = parse_event(body)
-        except PayloadError as exc:
-            parse_error = str(exc)
         digest = hashlib.sha256(body).hexdigest()
         key = _delivery_key(verified, digest)
-        name, scoring_job_id, batch_id = event_ids(event)
-        delivery = InboundDelivery(
+        received = Received(
+            body=body,
             delivery_key=key,
             webhook_id=storable_webhook_id(verified.webhook_id),
-            event=name,
-            body=body,
             signature_scheme=verified.scheme,
             secret_fingerprint=self.fingerprints[verified.secret_index],
-            scoring_job_id=scoring_job_id,
-            batch_id=batch_id,
             body_sha256=digest,
         )
         try:
-            status = await self.writer.submit(Accepted(delivery, event))
+            committed = await self.writer.submit(received)
         except StoreUnavailable as exc:
             self.metrics.rejected.labels("503").inc()
-            log.error("webhook_not_stored", delivery=key, event_type=name, error=str(exc))
+            log.error("webhook_not_stored", delivery=key, error=str(exc))
             return _UNAVAILABLE
         except Exception:  # a signed payload must never produce a 500: Nova retries a 503
             self.metrics.rejected.labels("503").inc()
-            log.exception("webhook_ingest_failed", delivery=key, event_type=name)
+            log.exception("webhook_ingest_failed", delivery=key)
             return _UNAVAILABLE
         elapsed = time.perf_counter() - started
+        status, name = committed.status, committed.event
         labels = (_event_label(name), status)
         counter = self._counted.get(labels)
         if counter is None:
@@ -214,12 +206,12 @@ class WebhookEndpoint:
         log.info(
             "webhook",
             delivery=key,
-            webhook_id=delivery.webhook_id,
+            webhook_id=received.webhook_id,
             event_type=name,
-            scoring_job_id=scoring_job_id,
+            scoring_job_id=committed.scoring_job_id,
             outcome=status,
             scheme=verified.scheme,
-            parse_error=parse_error,
+            parse_error=committed.parse_error,
             ms=round(elapsed * 1000, 2),
         )
         return _STORED[status]

@@ -1,250 +1,241 @@
-"""The group-commit writer: one thread commits the deliveries that queued up meanwhile.
+"""The group-commit writer: a lane commits the deliveries that queued up meanwhile, at once.
 
 With ``synchronous=FULL`` every commit is an fsync, so sharing one among concurrent
 requests is what makes durable ingest fast. A request is answered only after the commit
 that contains its rows has returned.
 
-The event loop owns the queue: requests append to a list, and a group is handed to the
-thread only when it is idle, so each group costs one thread wake-up to go and one
-``call_soon_threadsafe`` to come back, whatever its size. Per-delivery hand-offs (one
-queue put and one future wake-up per request) made the two threads fight over the GIL and
-stretched p99 several-fold.
+The event loop hands its lane a batch per loop turn: the deliveries of every request that
+got that far in the turn, in one hand-off (per-delivery hand-offs, a queue put and a future
+wake-up per request, made the threads fight over the GIL and stretched p99 several-fold).
+The lane commits, as one group, every batch that arrived while it was busy (up to
+``max_group`` deliveries): it never waits for the event loop to send the next group, and
+the group is as large as the load makes it. Batches are committed in the order they were
+handed over, so the outcome is that of one delivery at a time, in arrival order.
 
-After a commit, the next group may wait a moment (at most ``MAX_FILL_WAIT_SECONDS``, and
-never longer than half the last commit took) for the deliveries of the requests it just
-answered: their clients send the next one within a few hundred microseconds, and without
-the wait the groups alternate between two halves of the connections, each paying its own
-fsync. An idle writer never waits: a lone delivery is committed at once.
-
-A delivery that waited in the queue longer than ``max_wait`` (a group ahead of it stuck on
-a lock until the lock timeout) is answered 503 without touching the database: one stuck
-group never holds the deliveries behind it past that bound.
+The lane is a thread of this process (``ThreadLane``) or a process of its own
+(``receiver.commit_process.ProcessLane``, what ``serve`` uses), where parsing and SQL run
+on the other core without taking the GIL from the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import queue
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
-from receiver.ingest import Accepted, ingest, ingest_group
-from storage.db import Engine, WriteLane
+from receiver.commit import Batch, GroupCommitter, Outcome
+from receiver.ingest import Committed, Received
+from storage.db import Engine
 from storage.errors import StoreUnavailable
 
-# A queued delivery's longest wait before the writer picks it up. A group waits at most the
+# A queued delivery's longest wait before its lane picks it up. A group waits at most the
 # lock (PostgreSQL) or busy (SQLite) timeout, 5 s, for a lock, so a delivery is normally
 # answered within two of them; this bound only cuts in when several statements of a group
 # each wait their full timeout, or under overload, and keeps every answer well inside
 # Nova's 30 s timeout.
 MAX_WAIT_SECONDS = 10.0
 
-MAX_FILL_WAIT_SECONDS = 0.001
+# The most deliveries in one commit group.
+MAX_GROUP = 256
 
-# Under load the writer keeps its connection from one group to the next; idle this long,
-# it gives it back to the pool.
+# Under load the lane keeps its connection from one group to the next; idle this long, it
+# gives it back to the pool.
 RELEASE_AFTER_IDLE_SECONDS = 1.0
 
-_Job = tuple[Accepted, "asyncio.Future[str]", float]
-_Outcome = str | BaseException
+_Job = tuple[Received, "asyncio.Future[Committed]"]
+Done = Callable[[list[Outcome]], None]
 
 
-class Writer:
-    """One thread that commits queued deliveries in groups of up to ``max_group``.
+class Lane(Protocol):
+    """Where the writer's batches are committed, in the order they are sent."""
 
-    If a group fails on a data error, each delivery of it is retried in its own transaction
-    so that one bad row cannot fail its neighbours. If the database is unavailable, every
-    delivery of the group fails with ``StoreUnavailable`` (the endpoint answers 503).
-    """
+    @property
+    def running(self) -> bool:
+        """True while batches can be sent."""
+        ...
+
+    async def start(self) -> None:
+        """Get ready to commit; called on the event loop that will send the batches."""
+        ...
+
+    def send(self, batch: Batch, done: Done) -> None:
+        """Commit ``batch`` after the batches sent before it; ``done`` gets one outcome per
+        delivery, called on the event loop's thread."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop once the batches sent so far are done; give everything back."""
+        ...
+
+
+class ThreadLane:
+    """Commits in a thread of this process: for an engine passed in (tests, the demo),
+    which another process could not share."""
 
     def __init__(
         self,
         engine: Engine,
         *,
-        now: Callable[[], datetime],
-        max_group: int = 256,
         max_wait: float = MAX_WAIT_SECONDS,
         release_after: float = RELEASE_AFTER_IDLE_SECONDS,
     ) -> None:
-        self._lane = WriteLane(engine)
-        self._now = now
-        self._max_group = max_group
-        self._max_wait = max_wait
+        self._committer = GroupCommitter(engine, max_wait=max_wait)
         self._release_after = release_after
-        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Batch, Done, asyncio.AbstractEventLoop] | None] = (
+            queue.SimpleQueue()
+        )
         self._thread = threading.Thread(target=self._run, name="nova-sink-writer", daemon=True)
-        # Event-loop state: only ever touched on the loop's thread.
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[_Job] = []
-        self._busy = False  # a group is with the thread
-        self._flush_scheduled = False
-        self._fill_target = 0  # deliveries expected in the next group
-        self._fill_timer: asyncio.TimerHandle | None = None
-        self._closed = False
-        # Set while the thread runs; read on every delivery (``Thread.is_alive`` takes a
-        # lock each time).
+        # Read on every delivery (``Thread.is_alive`` takes a lock each time).
         self._running = False
-        self._idle = threading.Event()
-        self._idle.set()
 
-    def start(self) -> None:
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def start(self) -> None:
         self._running = True
         self._thread.start()
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Answer every queued delivery (committed), then stop the thread.
+    def send(self, batch: Batch, done: Done) -> None:
+        self._queue.put((batch, done, asyncio.get_running_loop()))
 
-        Safe from any thread; off the event loop's thread it waits until the queued
-        deliveries are answered (the loop must keep running, as in a lifespan shutdown).
-        """
-        self._closed = True
-        on_loop = self._loop is not None and _running_loop() is self._loop
-        if not on_loop:
-            self._idle.wait(timeout)
+    async def stop(self) -> None:
         if self._thread.is_alive():
             self._queue.put(None)
-            self._thread.join()
-
-    async def submit(self, item: Accepted) -> str:
-        """Queue ``item`` and wait until it is committed; returns the response status."""
-        if self._closed or not self._running:
-            # Not started (app used without its lifespan) or already stopped: never hang.
-            raise StoreUnavailable("the writer is not running")
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            if self._busy or self._pending:
-                raise StoreUnavailable("the writer is serving another event loop")
-            self._loop = loop
-        future: asyncio.Future[str] = loop.create_future()
-        self._pending.append((item, future, time.monotonic()))
-        self._idle.clear()
-        if self._fill_timer is not None and len(self._pending) >= self._fill_target:
-            self._flush()
-        elif not self._busy and not self._flush_scheduled and self._fill_timer is None:
-            # call_soon, not now: requests that are ready in this loop turn join the group.
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return await future
-
-    # ---- event-loop side ----------------------------------------------------------------
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._fill_timer is not None:
-            self._fill_timer.cancel()
-            self._fill_timer = None
-        if self._busy or not self._pending:
-            return
-        group = self._pending[: self._max_group]
-        del self._pending[: self._max_group]
-        if not self._running:
-            _answer(group, [StoreUnavailable("the writer is not running")] * len(group))
-            self._after_group()
-            return
-        self._busy = True
-        self._queue.put(group)
-
-    def _done(self, group: list[_Job], outcomes: list[_Outcome], seconds: float) -> None:
-        self._busy = False
-        _answer(group, outcomes)
-        # Everyone in flight: the requests already queued, and those just answered.
-        self._fill_target = min(self._max_group, len(group) + len(self._pending))
-        wait = min(MAX_FILL_WAIT_SECONDS, seconds / 2)
-        if self._pending and len(self._pending) < self._fill_target and wait > 0:
-            assert self._loop is not None
-            self._fill_timer = self._loop.call_later(wait, self._flush)
-            return
-        self._after_group()
-
-    def _after_group(self) -> None:
-        if self._pending:
-            self._flush()
-        else:
-            self._idle.set()
-
-    # ---- writer thread ------------------------------------------------------------------
+            await asyncio.to_thread(self._thread.join)
+        self._running = False
 
     def _run(self) -> None:
         try:
             self._serve()
         finally:
             self._running = False
+            self._committer.release()
 
     def _serve(self) -> None:
         while True:
             try:
-                group = self._queue.get(timeout=self._release_after)
+                first = self._queue.get(timeout=self._release_after)
             except queue.Empty:
-                self._lane.release()  # idle: hold no connection while waiting
-                group = self._queue.get()
-            if group is None:
-                self._lane.release()
+                self._committer.release()  # idle: hold no connection while waiting
+                first = self._queue.get()
+            if first is None:
                 return
-            started = time.monotonic()
-            outcomes = self._commit(group)
-            seconds = time.monotonic() - started
-            loop = self._loop
-            if loop is None:  # pragma: no cover - a group always comes from a loop
-                continue
-            try:
-                loop.call_soon_threadsafe(self._done, group, outcomes, seconds)
-            except RuntimeError:
-                continue  # the loop is closed: nobody is waiting for these answers any more
-
-    def _commit(self, group: list[_Job]) -> list[_Outcome]:
-        outcomes: list[_Outcome | None] = [None] * len(group)
-        deadline = time.monotonic() - self._max_wait
-        live: list[int] = []
-        for index, (_, future, queued_at) in enumerate(group):
-            if future.cancelled():
-                outcomes[index] = StoreUnavailable("cancelled")
-            elif queued_at < deadline:
-                outcomes[index] = StoreUnavailable("queued behind a stuck write for too long")
-            else:
-                live.append(index)
-        # A stable lock order keeps concurrent writers (other processes) from deadlocking.
-        live.sort(key=lambda i: group[i][0].delivery.scoring_job_id or "")
-        items = [group[i][0] for i in live]
-        for index, outcome in zip(live, self._commit_items(items), strict=True):
-            outcomes[index] = outcome
-        return [o if o is not None else StoreUnavailable("not committed") for o in outcomes]
-
-    def _commit_items(self, items: list[Accepted]) -> list[_Outcome]:
-        if not items:
-            return []
-        try:
-            with self._lane.transaction() as store:
-                statuses: list[_Outcome] = list(ingest_group(store, items, now=self._now()))
-        except StoreUnavailable as exc:
-            return [exc] * len(items)
-        except Exception as exc:  # noqa: BLE001 - isolate the bad delivery: retry each alone
-            if len(items) == 1:
-                return [exc]
-            return [self._commit_alone(item) for item in items]
-        return statuses
-
-    def _commit_alone(self, item: Accepted) -> _Outcome:
-        try:
-            with self._lane.transaction() as store:
-                return ingest(store, item, now=self._now())
-        except Exception as exc:  # noqa: BLE001 - handed to the waiting request, not swallowed
-            return exc
+            group, stopping = [first], False
+            size = len(first[0].rows)
+            while size < MAX_GROUP:  # everything that queued up meanwhile
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                group.append(more)
+                size += len(more[0].rows)
+            outcomes = self._committer.commit_batches([batch for batch, _, _ in group])
+            answers = [(done, out) for (_, done, _), out in zip(group, outcomes, strict=True)]
+            # One wake-up of the event loop per group, whatever its size; a closed loop has
+            # nobody waiting for these answers any more.
+            with contextlib.suppress(RuntimeError):
+                first[2].call_soon_threadsafe(_deliver, answers)
+            if stopping:
+                return
 
 
-def _answer(group: list[_Job], outcomes: list[_Outcome]) -> None:
-    for (_, future, _), outcome in zip(group, outcomes, strict=True):
+def _deliver(answers: list[tuple[Done, list[Outcome]]]) -> None:
+    for done, outcomes in answers:
+        done(outcomes)
+
+
+class Writer:
+    """Queues deliveries on the event loop and hands them to its lane once per loop turn;
+    each request is answered when the group that contains it is committed."""
+
+    def __init__(self, lane: Lane, *, now: Callable[[], datetime]) -> None:
+        self.lane = lane
+        self._now = now
+        # Event-loop state: only ever touched on the loop's thread.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[_Job] = []
+        self._flush_scheduled = False
+        self._in_flight = 0  # batches with the lane
+        self._closed = False
+        self._started = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        await self.lane.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        """Answer every queued delivery (committed), then stop the lane. Later deliveries
+        are refused (``StoreUnavailable``): the endpoint answers 503."""
+        self._closed = True
+        if self._started:
+            await self._idle.wait()
+        await self.lane.stop()
+
+    async def submit(self, item: Received) -> Committed:
+        """Queue ``item`` and wait until it is committed."""
+        if self._closed or not self._started or not self.lane.running:
+            # Not started (app used without its lifespan), stopped, or the lane is down
+            # (a commit process being restarted): never hang, Nova retries a 503.
+            raise StoreUnavailable("the writer is not running")
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._in_flight or self._pending:
+                raise StoreUnavailable("the writer is serving another event loop")
+            self._loop = loop
+        future: asyncio.Future[Committed] = loop.create_future()
+        self._pending.append((item, future))
+        self._idle.clear()
+        if not self._flush_scheduled:
+            # call_soon, not now: requests that are ready in this loop turn join the batch.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        jobs = [job for job in self._pending if not job[1].done()]  # went away meanwhile
+        self._pending = []
+        if not jobs:
+            self._settle()
+            return
+        if not self.lane.running:
+            _answer(jobs, [StoreUnavailable("the writer is not running")] * len(jobs))
+            self._settle()
+            return
+        now, queued_at = self._now(), time.monotonic()
+        for start in range(0, len(jobs), MAX_GROUP):
+            chunk = jobs[start : start + MAX_GROUP]
+            self._in_flight += 1
+            batch = Batch(now, queued_at, [item for item, _ in chunk])
+            self.lane.send(batch, functools.partial(self._done, chunk))
+
+    def _done(self, jobs: list[_Job], outcomes: list[Outcome]) -> None:
+        self._in_flight -= 1
+        _answer(jobs, outcomes)
+        self._settle()
+
+    def _settle(self) -> None:
+        if not self._in_flight and not self._pending:
+            self._idle.set()
+
+
+def _answer(jobs: list[_Job], outcomes: list[Outcome]) -> None:
+    for (_, future), outcome in zip(jobs, outcomes, strict=True):
         if future.done():  # the request went away (cancelled)
             continue
         if isinstance(outcome, BaseException):
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from receiver.ingest import Received
 from receiver.signatures import sign
 from storage.records import BatchState, InboundDelivery, ScoringResult
 
@@ -233,6 +234,18 @@ def batch_state(batch_id: str = "batch_1", **kwargs: Any) -> BatchState:
     """A tracked batch (pending unless told otherwise)."""
     fields: dict[str, Any] = {"job_id": "job-123", "tenant_id": "acme-corp", **kwargs}
     return BatchState(batch_id=batch_id, **fields)
+
+
+def received(key: str, body: bytes, *, webhook_id: str | None = None) -> Received:
+    """A verified delivery as the webhook endpoint hands it to the writer."""
+    return Received(
+        body=body,
+        delivery_key=key,
+        webhook_id=webhook_id if webhook_id is not None else key,
+        signature_scheme="x-webhook-signature/body",
+        secret_fingerprint="fp_0123456789",
+        body_sha256=hashlib.sha256(body).hexdigest(),
+    )
 
 
 def inbound(

@@ -20,14 +20,13 @@ from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from receiver.events import parse_event
-from receiver.ingest import Accepted
-from receiver.writer import Writer
+from receiver.ingest import Committed, Received
+from receiver.writer import ThreadLane, Writer
 from storage import schema
 from storage.db import WriteLane, make_engine, transaction
 from storage.errors import StoreUnavailable
 from storage.store import ResultChange
-from tests.factories import NOW, completed, inbound, score_completed, signed
+from tests.factories import NOW, completed, inbound, received, score_completed, signed
 
 pytestmark = pytest.mark.postgres
 
@@ -143,9 +142,8 @@ def test_webhook_answers_503_while_another_session_holds_the_row_lock(
     assert (again.status_code, again.json()) == (200, {"status": "applied"})
 
 
-def accepted(scoring_job_id: str, key: str) -> Accepted:
-    body = score_completed(scoring_job_id, completed_at=LATER)
-    return Accepted(inbound(key, body=body, scoring_job_id=scoring_job_id), parse_event(body))
+def delivery(scoring_job_id: str, key: str) -> Received:
+    return received(key, score_completed(scoring_job_id, completed_at=LATER))
 
 
 def run_behind_a_locked_row(engine: Engine, writer: Writer) -> list[Any]:
@@ -154,30 +152,30 @@ def run_behind_a_locked_row(engine: Engine, writer: Writer) -> list[Any]:
         store.apply_result(completed("sj_block"), source="webhook", now=NOW)
 
     async def both() -> list[Any]:
-        with engine.connect() as other:
-            lock_row(other, "sj_block")
-            stuck = asyncio.ensure_future(writer.submit(accepted("sj_block", "m_block")))
-            await asyncio.sleep(0.1)  # the writer is now waiting on the lock
-            behind = asyncio.ensure_future(writer.submit(accepted("sj_free", "m_free")))
-            # A hang guard only: without a lock timeout nothing is answered until rollback.
-            answers = await asyncio.wait_for(
-                asyncio.gather(stuck, behind, return_exceptions=True), 60
-            )
-            assert other.in_transaction()
-            return list(answers)
+        await writer.start()
+        try:
+            with engine.connect() as other:
+                lock_row(other, "sj_block")
+                stuck = asyncio.ensure_future(writer.submit(delivery("sj_block", "m_block")))
+                await asyncio.sleep(0.1)  # the writer is now waiting on the lock
+                behind = asyncio.ensure_future(writer.submit(delivery("sj_free", "m_free")))
+                # A hang guard only: without a lock timeout nothing is answered until rollback.
+                answers = await asyncio.wait_for(
+                    asyncio.gather(stuck, behind, return_exceptions=True), 60
+                )
+                assert other.in_transaction()
+                return [a.status if isinstance(a, Committed) else a for a in answers]
+        finally:
+            await writer.stop()
 
-    writer.start()
-    try:
-        return asyncio.run(both())
-    finally:
-        writer.stop()
+    return asyncio.run(both())
 
 
 def test_delivery_behind_a_stuck_group_is_committed_before_the_lock_is_released(
     short_lock_engine: Engine,
 ) -> None:
     """The stuck group gets StoreUnavailable at the lock timeout; the next one proceeds."""
-    writer = Writer(short_lock_engine, now=lambda: NOW)
+    writer = Writer(ThreadLane(short_lock_engine), now=lambda: NOW)
     stuck, behind = run_behind_a_locked_row(short_lock_engine, writer)
     assert isinstance(stuck, StoreUnavailable)
     assert behind == "applied"
@@ -187,7 +185,7 @@ def test_delivery_queued_past_the_wait_bound_is_503_without_touching_the_databas
     short_lock_engine: Engine,
 ) -> None:
     """Queued longer than ``max_wait`` behind a stuck group: StoreUnavailable, nothing stored."""
-    writer = Writer(short_lock_engine, now=lambda: NOW, max_wait=0.05)
+    writer = Writer(ThreadLane(short_lock_engine, max_wait=0.05), now=lambda: NOW)
     stuck, behind = run_behind_a_locked_row(short_lock_engine, writer)
     assert isinstance(stuck, StoreUnavailable)
     assert isinstance(behind, StoreUnavailable)

@@ -26,16 +26,13 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 import receiver.app
-from receiver.errors import ConfigError, PayloadError
-from receiver.events import ScoreEvent, parse_event
-from receiver.ingest import Accepted
+from receiver.errors import ConfigError
 from receiver.logs import configure_logging
 from receiver.settings import Settings
 from receiver.signatures import fingerprint
-from receiver.writer import Writer
+from receiver.writer import ThreadLane, Writer
 from storage.db import make_engine, transaction
 from storage.errors import SchemaOutOfDate
-from storage.records import InboundDelivery
 from tests.factories import (
     COMPLETED_AT,
     NOW,
@@ -47,6 +44,7 @@ from tests.factories import (
     encode,
     hmac_hex,
     nova_test_event,
+    received,
     score_completed,
     score_completed_payload,
     score_failed,
@@ -756,30 +754,13 @@ def test_unstorable_delivery_does_not_fail_its_group_neighbours(postgres_engine:
     bad_body = score_completed(incompressible_text())
     good_body = score_completed("sj_good")
 
-    def accepted(body: bytes, key: str) -> Accepted:
-        """What the endpoint hands the writer (a parser that refuses the body is fine too)."""
-        try:
-            event: ScoreEvent | None = parse_event(body)  # type: ignore[assignment]
-        except PayloadError:
-            event = None
-        delivery = InboundDelivery(
-            delivery_key=key,
-            webhook_id=key,
-            event=event.name if event else None,
-            body=body,
-            signature_scheme="x-webhook-signature/body",
-            secret_fingerprint=fingerprint(SECRET),
-            scoring_job_id=event.result.scoring_job_id if event else None,
-        )
-        return Accepted(delivery, event)
-
     with transaction(postgres_engine) as store:
         store.apply_result(completed("sj_block"), source="webhook", now=NOW)
-    blocker = accepted(score_completed("sj_block", completed_at=COMPLETED_AT), "block")
+    blocker = received("block", score_completed("sj_block", completed_at=COMPLETED_AT))
 
     async def both() -> list[Any]:
-        writer = Writer(postgres_engine, now=lambda: NOW)
-        writer.start()
+        writer = Writer(ThreadLane(postgres_engine), now=lambda: NOW)
+        await writer.start()
         # Keep the writer busy on a locked row so that the next two queue up as one group.
         with postgres_engine.connect() as lock:
             lock.execute(
@@ -788,18 +769,18 @@ def test_unstorable_delivery_does_not_fail_its_group_neighbours(postgres_engine:
             first = asyncio.ensure_future(writer.submit(blocker))
             await asyncio.sleep(0.3)
             futures = [
-                asyncio.ensure_future(writer.submit(accepted(bad_body, "bad"))),
-                asyncio.ensure_future(writer.submit(accepted(good_body, "good"))),
+                asyncio.ensure_future(writer.submit(received("bad", bad_body))),
+                asyncio.ensure_future(writer.submit(received("good", good_body))),
             ]
             await asyncio.sleep(0.1)
             lock.rollback()
         try:
             return await asyncio.gather(first, *futures, return_exceptions=True)
         finally:
-            writer.stop()
+            await writer.stop()
 
     _, _bad, good = asyncio.run(both())
-    assert good == "applied"
+    assert good.status == "applied"
     assert result_row(postgres_engine, "sj_good")["status"] == "completed"
 
 

@@ -1,0 +1,332 @@
+"""The commit process: the writer's groups parsed and committed outside the serving process.
+
+One serving process is bounded by its event loop's thread: with the commits in a thread
+of the same process, parsing and SQL took the GIL from the event loop for about half of
+each delivery's Python, and every statement's GIL hand-back waited behind a burst of
+requests. Here they run in a child process on the other core, and the serving process
+only verifies, hashes and hands over plain values.
+
+The parent (``ProcessLane``, a ``receiver.writer.Lane``) talks to its child over a private
+socket pair in length-prefixed pickle frames; pickle is safe here because both ends are
+this program and nobody else can reach the pair. The protocol, one group at a time:
+
+- parent → child: the configuration (database URL, logging), then one frame per batch,
+  ``(now, queued_at, rows)``, each row a ``Received`` as a plain tuple;
+- child → parent: ``("ready", pid)``, then one frame per commit group: for each batch the
+  group took, in order, one outcome per row.
+
+The child commits, as one group, every batch that arrived while it was committing the last
+one (``receiver.writer``), so it never waits for the parent's event loop between groups.
+
+Durability is unchanged: a request is answered 2xx only after its group's commit has
+returned in the child. If the child dies, the group in hand is answered 503 (Nova retries;
+the inbox deduplicates whatever did commit) and a new child is started. If the parent
+dies, the child sees end-of-file, finishes the group in hand and exits. The child ignores
+SIGINT and SIGTERM, which a terminal or a service manager sends the whole process group:
+it stops when its parent closes the pair, after the parent has drained its queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from receiver.commit import Batch, GroupCommitter, Outcome
+from receiver.ingest import Committed, Received
+from receiver.writer import MAX_GROUP, MAX_WAIT_SECONDS, RELEASE_AFTER_IDLE_SECONDS, Done
+from storage.errors import StoreUnavailable
+
+log = structlog.get_logger("nova_sink.commit")
+
+_HEADER = struct.Struct("!I")
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 30.0
+RESTART_DELAY_SECONDS = 0.2
+
+
+class CommitFailed(Exception):
+    """A delivery's commit failed in the commit process on something other than the
+    database being unavailable (the child logged the traceback)."""
+
+
+def _frame(value: object) -> bytes:
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(payload)) + payload
+
+
+def _encode(outcome: Outcome) -> tuple[Any, ...]:
+    if isinstance(outcome, Committed):
+        return tuple(outcome)
+    if isinstance(outcome, StoreUnavailable):
+        return ("unavailable", str(outcome))
+    return ("failed", f"{type(outcome).__name__}: {outcome}")
+
+
+def _decode(wire: tuple[Any, ...]) -> Outcome:
+    if len(wire) == len(Committed._fields):
+        return Committed(*wire)
+    kind, message = wire
+    return StoreUnavailable(message) if kind == "unavailable" else CommitFailed(message)
+
+
+# ---- parent side ------------------------------------------------------------------------
+
+
+def _child_environment() -> dict[str, str]:
+    """This environment, with this process's ``receiver`` package first on the path: the
+    child runs the same code as its parent, even when that is not the installed copy
+    (``uvicorn --app-dir``, a benchmark's older revision)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+
+
+class _Frames(asyncio.Protocol):
+    """Splits the child's byte stream into frames."""
+
+    def __init__(self, on_frame: Callable[[Any], None], on_lost: Callable[[], None]) -> None:
+        self._buffer = bytearray()
+        self._on_frame = on_frame
+        self._on_lost = on_lost
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buffer)
+            end = _HEADER.size + size
+            if len(self._buffer) < end:
+                return
+            payload = bytes(self._buffer[_HEADER.size : end])
+            del self._buffer[:end]
+            self._on_frame(pickle.loads(payload))  # noqa: S301 - our own child, see module
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost()
+
+
+class ProcessLane:
+    """A ``receiver.writer.Lane`` whose groups are committed by a child process."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        synchronous: str,
+        log_format: str,
+        log_level: str,
+        max_wait: float = MAX_WAIT_SECONDS,
+        release_after: float = RELEASE_AFTER_IDLE_SECONDS,
+    ) -> None:
+        self._config = (
+            database_url, synchronous, log_format, log_level, max_wait, release_after
+        )  # fmt: skip
+        self._process: subprocess.Popen[bytes] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._ready: asyncio.Future[int] | None = None
+        # The batches the child has, in order: who to tell, and how many deliveries.
+        self._waiting: collections.deque[tuple[Done, int]] = collections.deque()
+        self._running = False
+        self._stopping = False
+        self._restart: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def pid(self) -> int | None:
+        """The commit process's pid, while one runs."""
+        return self._process.pid if self._process is not None and self._running else None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self._process = subprocess.Popen(  # noqa: S603 - this interpreter, our module
+                [sys.executable, "-m", "receiver.commit_process", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=_child_environment(),
+            )
+        self._ready = loop.create_future()
+        transport, _ = await loop.create_unix_connection(
+            lambda: _Frames(self._on_frame, self._on_lost), sock=ours
+        )
+        self._transport = transport
+        transport.write(_frame(self._config))
+        try:
+            pid = await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT_SECONDS)
+        except (TimeoutError, StoreUnavailable):
+            transport.close()
+            await self._reap()
+            raise StoreUnavailable("the commit process did not start") from None
+        self._running = True
+        log.debug("commit_process_started", pid=pid)
+
+    def send(self, batch: Batch, done: Done) -> None:
+        assert self._transport is not None, "send before start"
+        self._waiting.append((done, len(batch.rows)))
+        rows = [tuple(received) for received in batch.rows]
+        self._transport.write(_frame((batch.now, batch.queued_at, rows)))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._restart is not None:
+            await asyncio.gather(self._restart, return_exceptions=True)
+        self._running = False
+        if self._transport is not None:
+            self._transport.close()  # end-of-file: the child finishes and exits
+        await self._reap()
+
+    async def _reap(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        try:
+            await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.error("commit_process_killed", pid=process.pid)
+            process.kill()
+            await asyncio.to_thread(process.wait)
+
+    def _on_frame(self, message: Any) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(message[1])
+            return
+        for wires in message:
+            done, _ = self._waiting.popleft()
+            done([_decode(wire) for wire in wires])
+
+    def _on_lost(self) -> None:
+        was_running, self._running = self._running, False
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(StoreUnavailable("the commit process exited"))
+        lost = StoreUnavailable("the commit process exited")
+        while self._waiting:
+            # Committed or not, nobody can tell: 503, and Nova's retry is deduplicated.
+            done, count = self._waiting.popleft()
+            done([lost] * count)
+        if was_running and not self._stopping:
+            code = self._process.poll() if self._process is not None else None
+            log.error("commit_process_exited", code=code)
+            self._restart = asyncio.ensure_future(self._start_again())
+
+    async def _start_again(self) -> None:
+        await self._reap()
+        await asyncio.sleep(RESTART_DELAY_SECONDS)  # a child that keeps dying: no busy loop
+        if self._stopping:
+            return
+        try:
+            await self.start()
+        except StoreUnavailable:
+            log.error("commit_process_not_restarted")
+
+
+# ---- child side -------------------------------------------------------------------------
+
+
+def _read_exact(sock: socket.socket, size: int) -> bytes | None:
+    """``size`` bytes, or None at end-of-file."""
+    buffer = bytearray(size)
+    view, got = memoryview(buffer), 0
+    while got < size:
+        count = sock.recv_into(view[got:])
+        if count == 0:
+            return None
+        got += count
+    return bytes(buffer)
+
+
+def _read_frame(sock: socket.socket, idle: float | None = None) -> Any:
+    """The next frame (None at end-of-file); ``TimeoutError`` if none began within ``idle``."""
+    sock.settimeout(idle)
+    try:
+        first = sock.recv(_HEADER.size)
+    finally:
+        sock.settimeout(None)
+    if not first:
+        return None
+    rest = _read_exact(sock, _HEADER.size - len(first)) if len(first) < _HEADER.size else b""
+    if rest is None:
+        return None
+    (size,) = _HEADER.unpack(first + rest)
+    payload = _read_exact(sock, size)
+    return None if payload is None else pickle.loads(payload)  # noqa: S301 - our parent
+
+
+def _batch(message: tuple[datetime, float, list[tuple[Any, ...]]]) -> Batch:
+    now, queued_at, rows = message
+    return Batch(now, queued_at, [Received(*row) for row in rows])
+
+
+def serve(sock: socket.socket) -> None:
+    """The child's loop: configuration, then group after group until end-of-file."""
+    from receiver.logs import configure_logging
+    from storage.db import make_engine
+
+    config = _read_frame(sock)
+    if config is None:
+        return
+    database_url, synchronous, log_format, log_level, max_wait, release_after = config
+    configure_logging(log_format, log_level)
+    engine = make_engine(database_url, synchronous=synchronous)
+    committer = GroupCommitter(engine, max_wait=max_wait)
+    sock.sendall(_frame(("ready", os.getpid())))
+    try:
+        while True:
+            try:
+                message = _read_frame(sock, idle=release_after)
+            except TimeoutError:
+                committer.release()  # idle: hold no connection while waiting
+                message = _read_frame(sock)
+            if message is None:
+                return
+            batches, stopping = [_batch(message)], False
+            size = len(batches[0].rows)
+            # Every batch that arrived meanwhile joins the group.
+            while size < MAX_GROUP and select.select([sock], [], [], 0)[0]:
+                message = _read_frame(sock)
+                if message is None:
+                    stopping = True
+                    break
+                batches.append(_batch(message))
+                size += len(batches[-1].rows)
+            answers = committer.commit_batches(batches)
+            for outcome in (outcome for outcomes in answers for outcome in outcomes):
+                if not isinstance(outcome, Committed | StoreUnavailable):
+                    log.error("commit_failed", exc_info=outcome)
+            sock.sendall(_frame([[_encode(o) for o in outcomes] for outcomes in answers]))
+            if stopping:
+                return
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the parent is gone: nobody is waiting for these answers any more
+    finally:
+        committer.release()
+        engine.dispose()
+
+
+def main(argv: list[str]) -> None:
+    # The terminal's Ctrl-C and a service manager's SIGTERM reach the whole process group;
+    # the parent decides when this process stops (by closing the pair), after draining.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with socket.socket(fileno=int(argv[1])) as sock:
+        serve(sock)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -2,8 +2,8 @@
 
 Run with ``nova-sink serve`` or ``uvicorn --factory receiver.app:create_app``. The webhook
 endpoint (``receiver.webhook``) does cheap rejections first (body limit, then signature: a
-forged request never touches the database), parses, then waits for the writer to commit
-before answering; ``ReceiverApp`` dispatches it ahead of Starlette's layers.
+forged request never touches the database), then waits for the writer to parse and
+commit it before answering; ``ReceiverApp`` dispatches it ahead of Starlette's layers.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """``POST /webhooks/nova`` as a plain ASGI app: the delivery's way from socket to commit.
 
 It is dispatched before Starlette's router and middleware (``receiver.app.ReceiverApp``):
-every delivery is on the event loop's thread, which is the throughput bottleneck (the
-writer thread waits on the disk most of the time), and Starlette's layers (error and
-exception middleware, router, body-limit middleware, ``Request``, ``JSONResponse``, a send
-wrapper per layer) cost about as much Python per delivery as the endpoint's own work.
+every delivery is on the event loop's thread, which bounds one process's throughput, and
+Starlette's layers (error and exception middleware, router, body-limit middleware,
+``Request``, ``JSONResponse``, a send wrapper per layer) cost about as much Python per
+delivery as the endpoint's own work.
 The answers are prebuilt bytes. What the endpoint does, in order:
 
 1. the body, at most ``max_body`` bytes (a larger declared length is refused before

@@ -66,17 +66,8 @@ class GroupCommitter:
         # A stable lock order keeps concurrent writers (other processes) from deadlocking.
         order = sorted(range(len(parsed)), key=lambda i: parsed[i][0].delivery.scoring_job_id or "")
         statuses = self._commit_items([parsed[i][0] for i in order], now)
-        outcomes: list[Outcome] = [StoreUnavailable("not committed")] * len(parsed)
-        for index, status in zip(order, statuses, strict=True):
-            if isinstance(status, BaseException):
-                outcomes[index] = status
-                continue
-            accepted, parse_error = parsed[index]
-            delivery = accepted.delivery
-            outcomes[index] = Committed(
-                str(status), delivery.event, delivery.scoring_job_id, parse_error
-            )
-        return outcomes
+        by_index = dict(zip(order, statuses, strict=True))
+        return [_outcome(by_index[i], *parsed[i]) for i in range(len(parsed))]
 
     def release(self) -> None:
         """Give the kept connection back (idle, or stopping)."""
@@ -101,3 +92,11 @@ class GroupCommitter:
                 return ingest(store, item, now=now).value
         except Exception as exc:  # noqa: BLE001 - handed to the waiting request, not swallowed
             return exc
+
+
+def _outcome(status: str | BaseException, accepted: Accepted, parse_error: str | None) -> Outcome:
+    """What the endpoint is told of one delivery of a group."""
+    if isinstance(status, BaseException):
+        return status
+    delivery = accepted.delivery
+    return Committed(status, delivery.event, delivery.scoring_job_id, parse_error)

@@ -47,7 +47,9 @@ import structlog
 
 from receiver.commit import Batch, GroupCommitter, Outcome
 from receiver.ingest import Committed, Received
+from receiver.logs import configure_logging
 from receiver.writer import MAX_GROUP, MAX_WAIT_SECONDS, RELEASE_AFTER_IDLE_SECONDS, Done
+from storage.db import make_engine
 from storage.errors import StoreUnavailable
 
 log = structlog.get_logger("nova_sink.commit")
@@ -70,16 +72,17 @@ def _frame(value: object) -> bytes:
 
 def _encode(outcome: Outcome) -> tuple[Any, ...]:
     if isinstance(outcome, Committed):
-        return tuple(outcome)
+        return ("committed", *outcome)
     if isinstance(outcome, StoreUnavailable):
         return ("unavailable", str(outcome))
     return ("failed", f"{type(outcome).__name__}: {outcome}")
 
 
 def _decode(wire: tuple[Any, ...]) -> Outcome:
-    if len(wire) == len(Committed._fields):
-        return Committed(*wire)
-    kind, message = wire
+    kind, *rest = wire
+    if kind == "committed":
+        return Committed(*rest)
+    (message,) = rest
     return StoreUnavailable(message) if kind == "unavailable" else CommitFailed(message)
 
 
@@ -275,9 +278,6 @@ def _batch(message: tuple[datetime, float, list[tuple[Any, ...]]]) -> Batch:
 
 def serve(sock: socket.socket) -> None:
     """The child's loop: configuration, then group after group until end-of-file."""
-    from receiver.logs import configure_logging
-    from storage.db import make_engine
-
     config = _read_frame(sock)
     if config is None:
         return

@@ -33,6 +33,21 @@ print(json.dumps({"code": code, "loaded": [m for m in heavy if m in sys.modules]
 """
 
 
+def run_fresh(
+    tmp_path: Path, url: str, script: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``script`` with ``args`` in a fresh interpreter, on the database at ``url`` alone."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def loaded(tmp_path: Path, *args: str) -> list[str]:
     """The heavy modules that running ``nova-sink *args`` in a fresh interpreter imported."""
     url = migrated_database(tmp_path / "e.db")
@@ -42,15 +57,7 @@ def loaded(tmp_path: Path, *args: str) -> list[str]:
             store.apply_result(completed("sj_1"), source="webhook", now=NOW)
     finally:
         engine.dispose()
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *args],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_fresh(tmp_path, url, _PROBE, *args)
     report = json.loads(done.stderr.strip().splitlines()[-1])
     assert report["code"] == 0, done.stderr
     return list(report["loaded"])
@@ -136,13 +143,5 @@ except SystemExit as exc:
 def test_the_console_script_pauses_the_collector_and_resumes_it(tmp_path: Path) -> None:
     """``main`` pauses it; ``results list`` resumes it with start-up's objects frozen."""
     url = migrated_database(tmp_path / "e.db")
-    done = subprocess.run(
-        [sys.executable, "-c", _MAIN, "results", "list"],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_fresh(tmp_path, url, _MAIN, "results", "list")
     assert done.stderr.split() == ["0", "True", "True"], done.stderr

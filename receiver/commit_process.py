@@ -159,8 +159,11 @@ class ProcessLane:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair()
         with theirs:
+            # -P: ``-m`` would put the working directory first on the child's path, ahead
+            # of this process's own tree (``PYTHONPATH``): a ``receiver`` package there
+            # (another checkout) would run instead of ours.
             self._process = subprocess.Popen(  # noqa: S603 - this interpreter, our module
-                [sys.executable, "-m", "receiver.commit_process", str(theirs.fileno())],
+                [sys.executable, "-P", "-m", "receiver.commit_process", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 env=_child_environment(),

@@ -167,6 +167,24 @@ def test_a_killed_commit_process_is_answered_503_and_replaced(sqlite_engine: Eng
     assert stored_jobs(sqlite_engine) == ["sj_1", "sj_3"]
 
 
+def test_the_commit_process_runs_this_code_from_any_working_directory(
+    sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another ``receiver`` package in the working directory (another checkout, an older
+    release being compared) is not what the child runs: it runs its parent's code."""
+    decoy = tmp_path / "elsewhere" / "receiver"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise SystemExit('the wrong receiver')\n")
+    monkeypatch.chdir(decoy.parent)
+    lane = lane_for(sqlite_engine)
+
+    async def scenario(writer: Writer) -> Any:
+        return await writer.submit(received("m_1", score_completed("sj_1")))
+
+    assert run_with(lane, scenario).status == "applied"
+    assert stored_jobs(sqlite_engine) == ["sj_1"]
+
+
 def test_commit_process_ignores_ctrl_c_and_stops_when_its_parent_closes(
     sqlite_engine: Engine,
 ) -> None:

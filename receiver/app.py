@@ -84,6 +84,10 @@ class Receiver:
         if revision != schema.HEAD:
             log.warning("not_ready", reason="schema", current=revision, expected=schema.HEAD)
             return JSONResponse({"status": "unavailable"}, status_code=503)
+        if not self.webhook.writer.lane.running:
+            # The commit process is being replaced: every delivery would get a 503 now.
+            log.warning("not_ready", reason="writer_not_running")
+            return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready", "schema": revision})
 
     async def metrics_endpoint(self, _request: Request) -> Response:

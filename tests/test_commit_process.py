@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
+from receiver import commit_process
 from receiver.app import create_app
 from receiver.commit import Batch, GroupCommitter
 from receiver.commit_process import CommitFailed, ProcessLane, _decode, _encode
@@ -248,6 +249,36 @@ def test_app_built_from_settings_commits_in_a_child_process(sqlite_engine: Engin
         response = client.post("/webhooks/nova", content=body, headers=signed(body))
     assert (response.status_code, response.json()) == (200, {"status": "applied"})
     assert stored_jobs(sqlite_engine) == ["sj_app"]
+
+
+def test_readyz_is_503_while_the_commit_process_is_being_replaced(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load balancer stops sending deliveries while there is no commit process to take
+    them (each would be answered 503), and sends them again once a new one runs."""
+    monkeypatch.setattr(commit_process, "RESTART_DELAY_SECONDS", 1.5)
+    settings = Settings(nova_webhook_secrets=SECRET, database_url=str(sqlite_engine.url))
+    app = create_app(settings)
+    lane = app.state.receiver.webhook.writer.lane
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 200
+        pid = lane.pid
+        os.kill(pid, signal.SIGKILL)
+        seen = poll(lambda: client.get("/readyz"), until=lambda r: r.status_code == 503)
+        assert seen.json() == {"status": "unavailable"}
+        again = poll(lambda: client.get("/readyz"), until=lambda r: r.status_code == 200)
+        assert lane.pid not in (None, pid)
+        assert again.json()["status"] == "ready"
+
+
+def poll(get: Callable[[], Any], *, until: Callable[[Any], bool], within: float = 15.0) -> Any:
+    """``get()`` every 20 ms until ``until`` holds for its value (which it returns)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = get()
+        if until(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
 
 
 def test_ingest_writer_thread_and_a_passed_in_engine_keep_the_thread_lane(

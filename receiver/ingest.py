@@ -144,7 +144,12 @@ def ingest_group(store: Store, items: Sequence[Accepted], *, now: datetime) -> l
     job already stored, or seen earlier in the group) takes the per-event path. The change
     feed gets one entry per result created or changed, numbered once for the whole group.
     """
-    erased = _erased(store, items)
+    # One look-up for the group: erased candidates, and bodies seen under its webhook ids.
+    prior = store.group_prior(
+        (item.event.result.application_id for item in items if isinstance(item.event, ScoreEvent)),
+        (item.delivery.webhook_id for item in items),
+    )
+    erased = prior.erased
     scores = [
         item.event.result
         for item in items
@@ -168,7 +173,9 @@ def ingest_group(store: Store, items: Sequence[Accepted], *, now: datetime) -> l
         if fed is not None:
             feed.append(fed)
     store.record_deliveries(
-        [(item.delivery, status) for item, status in zip(items, statuses, strict=True)], now=now
+        [(item.delivery, status) for item, status in zip(items, statuses, strict=True)],
+        now=now,
+        prior=prior,
     )
     store.log_changes(feed, now=now)  # last: it takes the feed's counter lock
     return statuses

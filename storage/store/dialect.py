@@ -134,8 +134,17 @@ class HotSql:
     # column arrays (``unnest``) that returns the ids it inserted.
     insert_jobs: str
     upsert_deliveries: str
-    # (webhook id, body hash) of the stored deliveries whose webhook id is in a list.
-    deliveries_by_webhook_id: str
+    # What a commit group needs to know before it writes: rows (0, application id, NULL)
+    # for the application ids of a list that ``erase`` tombstoned, and (1, webhook id,
+    # body hash) for the stored deliveries whose webhook id is in a second list. Both in
+    # one statement (``group_prior``: one round trip on PostgreSQL), or either alone.
+    prior_erased: str
+    prior_bodies: str
+
+    @property
+    def group_prior(self) -> str:
+        return f"{self.prior_erased} UNION ALL {self.prior_bodies}"
+
     # The change feed: add n to the counter (creating its row), returning the new value;
     # then one statement for all the changes of a commit, copying each result's status,
     # job and batch as they are now. One statement, so its rowcount is exact on both drivers.
@@ -198,13 +207,17 @@ def hot_sql(dialect: str) -> HotSql:
                 f"INSERT INTO delivery ({delivery_cols})"  # noqa: S608
                 f" VALUES ({_placeholders('%s', len(DELIVERY_COLUMNS))}){conflict}"
             ),
-            deliveries_by_webhook_id=(
-                "SELECT webhook_id, body_sha256 FROM delivery WHERE webhook_id = ANY(%s)"
-            ),
             erased_applications=(
                 "SELECT application_id FROM erased_application WHERE application_id = ANY(%s)"
             ),
             bump_counter=_BUMP_COUNTER.replace("?", "%s"),
+            prior_erased=(
+                "SELECT 0, application_id, NULL FROM erased_application"
+                " WHERE application_id = ANY(%s)"
+            ),
+            prior_bodies=(
+                "SELECT 1, webhook_id, body_sha256 FROM delivery WHERE webhook_id = ANY(%s)"
+            ),
             log_changes=(
                 f"INSERT INTO result_change ({_CHANGE_COLUMNS})"  # noqa: S608
                 " SELECT u.seq, j.scoring_job_id, u.kind, j.status, j.job_id, j.batch_id, %s"
@@ -228,10 +241,6 @@ def hot_sql(dialect: str) -> HotSql:
             f"INSERT INTO delivery ({delivery_cols})"  # noqa: S608
             f" VALUES ({_placeholders('?', len(DELIVERY_COLUMNS))}){conflict}"
         ),
-        deliveries_by_webhook_id=(
-            "SELECT webhook_id, body_sha256 FROM delivery"
-            " WHERE webhook_id IN (SELECT value FROM json_each(?))"
-        ),
         erased_applications=(
             "SELECT application_id FROM erased_application"
             " WHERE application_id IN (SELECT value FROM json_each(?))"
@@ -243,6 +252,14 @@ def hot_sql(dialect: str) -> HotSql:
             " json_extract(u.value, '$[2]'), j.status, j.job_id, j.batch_id, ?"
             " FROM json_each(?) AS u"
             " JOIN scoring_job AS j ON j.scoring_job_id = json_extract(u.value, '$[1]')"
+        ),
+        prior_erased=(
+            "SELECT 0, application_id, NULL FROM erased_application"
+            " WHERE application_id IN (SELECT value FROM json_each(?))"
+        ),
+        prior_bodies=(
+            "SELECT 1, webhook_id, body_sha256 FROM delivery"
+            " WHERE webhook_id IN (SELECT value FROM json_each(?))"
         ),
         time=sqlite_time,
         returns_inserted=False,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,21 +24,54 @@ class InboxQueries(StoreBase):
     def record_delivery(self, delivery: InboundDelivery, *, outcome: str, now: datetime) -> bool:
         """Keep one row per delivery key and count attempts; True when the row is new."""
         params = _delivery_params(delivery, outcome, now)
-        params["webhook_id_reused"] = bool(self._reused([delivery])[0])
+        prior = self.group_prior([], [delivery.webhook_id])
+        params["webhook_id_reused"] = _reused([delivery], prior.bodies)[0]
         attempts: int = self.conn.execute(delivery_upsert(self._dialect), params).scalar_one()
         return attempts == 1
 
+    def group_prior(
+        self, application_ids: Iterable[str | None], webhook_ids: Iterable[str | None]
+    ) -> GroupPrior:
+        """What a commit group must know before it writes, in one statement: which of
+        ``application_ids`` were erased, and the bodies stored under ``webhook_ids``."""
+        apps = sorted({a for a in application_ids if a is not None})
+        ids = sorted({w for w in webhook_ids if w is not None})
+        prior = GroupPrior(erased=set(), bodies={})
+        if not apps and not ids:
+            return prior
+        sql = hot_sql(self._dialect)
+        if apps and ids:
+            statement = sql.group_prior
+        else:
+            statement = sql.prior_erased if apps else sql.prior_bodies
+        params = tuple(self._id_list(keys) for keys in (apps, ids) if keys)
+        for kind, key, digest in self._driver_sql(statement, params, replan=True):
+            if kind == 0:
+                prior.erased.add(str(key))
+            else:
+                prior.bodies.setdefault(str(key), set()).add(digest)
+        return prior
+
     def record_deliveries(
-        self, deliveries: Sequence[tuple[InboundDelivery, str]], *, now: datetime
+        self,
+        deliveries: Sequence[tuple[InboundDelivery, str]],
+        *,
+        now: datetime,
+        prior: GroupPrior | None = None,
     ) -> None:
         """``record_delivery`` for a whole commit group, in one statement.
 
+        ``prior``: what ``group_prior`` read for these deliveries' webhook ids earlier in
+        the transaction (read here when not given).
         Repeats of one delivery key inside the group are folded into one row first: a
         multi-row upsert may not touch the same row twice (PostgreSQL refuses it).
         """
         sql = hot_sql(self._dialect)
         stamp = sql.time(now)
-        reused = self._reused([delivery for delivery, _ in deliveries])
+        group = [delivery for delivery, _ in deliveries]
+        if prior is None:
+            prior = self.group_prior([], [delivery.webhook_id for delivery in group])
+        reused = _reused(group, prior.bodies)
         folded: dict[str, list[Any]] = {}
         for (delivery, outcome), flag in zip(deliveries, reused, strict=True):
             row = folded.get(delivery.delivery_key)
@@ -64,28 +98,6 @@ class InboxQueries(StoreBase):
             # In key order: concurrent writers (other instances) take row locks alike.
             rows = [tuple(folded[key]) for key in sorted(folded)]
             self._driver_sql(sql.upsert_deliveries, rows, many=True)
-
-    def _reused(self, deliveries: Sequence[InboundDelivery]) -> list[bool]:
-        """For each delivery, in order: whether its webhook id came before with another body
-        (stored, or earlier in ``deliveries``). One query for the whole group."""
-        ids = sorted({d.webhook_id for d in deliveries if d.webhook_id is not None})
-        if not ids:
-            return [False] * len(deliveries)
-        seen: dict[str, set[str | None]] = {}
-        for webhook_id, digest in self._driver_sql(
-            hot_sql(self._dialect).deliveries_by_webhook_id, (self._id_list(ids),), replan=True
-        ):
-            seen.setdefault(webhook_id, set()).add(digest)
-        flags: list[bool] = []
-        for delivery in deliveries:
-            if delivery.webhook_id is None:
-                flags.append(False)
-                continue
-            digest = delivery.digest()
-            bodies = seen.setdefault(delivery.webhook_id, set())
-            flags.append(bool(bodies - {digest}))
-            bodies.add(digest)
-        return flags
 
     def update_delivery(
         self,
@@ -167,6 +179,33 @@ class InboxQueries(StoreBase):
 
 
 _ATTEMPTS = DELIVERY_COLUMNS.index("attempts")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPrior:
+    """What ``group_prior`` read: application ids erased, and the body hashes stored
+    under each webhook id."""
+
+    erased: set[str]
+    bodies: dict[str, set[str | None]]
+
+
+def _reused(
+    deliveries: Sequence[InboundDelivery], stored: dict[str, set[str | None]]
+) -> list[bool]:
+    """For each delivery, in order: whether its webhook id came before with another body
+    (``stored`` under it, or earlier in ``deliveries``)."""
+    seen = {webhook_id: set(bodies) for webhook_id, bodies in stored.items()}
+    flags: list[bool] = []
+    for delivery in deliveries:
+        if delivery.webhook_id is None:
+            flags.append(False)
+            continue
+        digest = delivery.digest()
+        bodies = seen.setdefault(delivery.webhook_id, set())
+        flags.append(bool(bodies - {digest}))
+        bodies.add(digest)
+    return flags
 
 
 def _kept_body(delivery: InboundDelivery, outcome: str) -> bytes | None:

@@ -105,10 +105,9 @@ class ResultQueries(ResultReads, StoreBase):
             first.setdefault(result.scoring_job_id, result)
         stamp = sql.time(now)
         group = (source, stamp, stamp, int(delivered))
-        if sql.returns_inserted:  # PostgreSQL: one INSERT … SELECT FROM unnest(arrays)
-            # Lists, not tuples: psycopg sends a list as an array, a tuple as a record.
-            columns = [list(c) for c in zip(*(sql.job_row(r) for r in first.values()), strict=True)]
-            inserted = self._driver_sql(sql.insert_jobs, (*group, *columns)).fetchall()
+        if sql.returns_inserted:  # PostgreSQL: one INSERT … SELECT FROM json_to_recordset
+            records = sql.job_records(sql.job_row(r) for r in first.values())
+            inserted = self._driver_sql(sql.insert_jobs, (*group, records)).fetchall()
             return {str(scoring_job_id) for (scoring_job_id,) in inserted}
         # SQLite: BEGIN IMMEDIATE holds the write lock, so what is absent now stays absent
         # until this transaction commits; an executemany cannot return rows.

@@ -62,6 +62,31 @@ def test_apply_result_inserts_a_new_row(engine: Engine) -> None:
     assert stored["delivery_count"] == 1
 
 
+def test_a_group_insert_stores_every_field_as_one_at_a_time_would(engine: Engine) -> None:
+    """The group's multi-row insert (PostgreSQL: one JSON parameter) keeps text with
+    quotes, backslashes, line separators and characters beyond the BMP, lists, flags and
+    microseconds exactly as ``apply_result`` does."""
+    text = 'naïve "quoted" \\ back\u2028line\ttab 😀 \U0001d518'
+    fields = {
+        "verdict": text,
+        "strengths": (text, "SQL"),
+        "concerns": None,
+        "is_rescore": True,
+        "queued_at": at(-30).replace(microsecond=123456),
+    }
+    with transaction(engine) as store:
+        created = store.insert_new_results(
+            [completed("sj_group", **fields)], source="webhook", now=NOW, delivered=True
+        )
+    apply(engine, completed("sj_alone", **fields))
+
+    assert created == {"sj_group"}
+    grouped, alone = row(engine, "sj_group"), row(engine, "sj_alone")
+    assert grouped["verdict"] == text
+    assert grouped["strengths"] == [text, "SQL"]
+    assert {**grouped, "scoring_job_id": "sj_alone"} == alone
+
+
 def test_same_state_again_is_a_duplicate_and_counts_the_delivery(engine: Engine) -> None:
     """A repeat changes nothing but delivery_count (and not updated_at)."""
     apply(engine, completed())

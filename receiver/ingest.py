@@ -7,7 +7,7 @@ for many deliveries at once (``receiver.writer`` runs it, one group per commit).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, assert_never
@@ -117,7 +117,12 @@ def _erased(store: Store, items: Sequence[Accepted]) -> set[str]:
     Nova retries a webhook for days: one sent, or retried, after the candidate was erased
     must not bring the result (or the body) back; reconcile skips them the same way.
     """
-    return store.erased_application_ids(
+    return store.erased_application_ids(_application_ids(items))
+
+
+def _application_ids(items: Sequence[Accepted]) -> Iterator[str | None]:
+    """The candidates of the score events in ``items``."""
+    return (
         item.event.result.application_id for item in items if isinstance(item.event, ScoreEvent)
     )
 
@@ -145,10 +150,7 @@ def ingest_group(store: Store, items: Sequence[Accepted], *, now: datetime) -> l
     feed gets one entry per result created or changed, numbered once for the whole group.
     """
     # One look-up for the group: erased candidates, and bodies seen under its webhook ids.
-    prior = store.group_prior(
-        (item.event.result.application_id for item in items if isinstance(item.event, ScoreEvent)),
-        (item.delivery.webhook_id for item in items),
-    )
+    prior = store.group_prior(_application_ids(items), (item.delivery.webhook_id for item in items))
     erased = prior.erased
     scores = [
         item.event.result

@@ -102,8 +102,9 @@ class AdminQueries(ChangeQueries):
         wanted = sorted({a for a in application_ids if a is not None})
         if not wanted:
             return set()
-        sql = hot_sql(self._dialect).erased_applications
-        return {str(a) for (a,) in self._driver_sql(sql, (self._id_list(wanted),), replan=True)}
+        sql = hot_sql(self._dialect).prior_erased  # rows (0, application id, NULL)
+        params = (self._id_list(wanted),)
+        return {str(a) for _, a, _ in self._driver_sql(sql, params, replan=True)}
 
     def stats(self) -> dict[str, Any]:
         def counts(column: sa.Column[Any], none: str = "none") -> dict[str, int]:

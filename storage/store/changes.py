@@ -135,9 +135,7 @@ class ChangeQueries(StoreBase):
         """
         if not erased:
             return 0
-        top = int(
-            self._driver_sql(hot_sql(self._dialect).bump_counter, (len(erased),)).fetchone()[0]
-        )
+        top = self._bump_counter(len(erased))
         rows = [
             {
                 "seq": seq,

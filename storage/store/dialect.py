@@ -150,8 +150,6 @@ class HotSql:
     # job and batch as they are now. One statement, so its rowcount is exact on both drivers.
     bump_counter: str
     log_changes: str
-    # The application ids of a list that ``erase`` tombstoned.
-    erased_applications: str
     time: Callable[[datetime | None], Any]
     returns_inserted: bool
 
@@ -231,9 +229,6 @@ def hot_sql(dialect: str) -> HotSql:
                 f"INSERT INTO delivery ({delivery_cols})"  # noqa: S608
                 f" VALUES ({_placeholders('%s', len(DELIVERY_COLUMNS))}){conflict}"
             ),
-            erased_applications=(
-                "SELECT application_id FROM erased_application WHERE application_id = ANY(%s)"
-            ),
             bump_counter=_BUMP_COUNTER.replace("?", "%s"),
             prior_erased=(
                 "SELECT 0, application_id, NULL FROM erased_application"
@@ -264,10 +259,6 @@ def hot_sql(dialect: str) -> HotSql:
         upsert_deliveries=(
             f"INSERT INTO delivery ({delivery_cols})"  # noqa: S608
             f" VALUES ({_placeholders('?', len(DELIVERY_COLUMNS))}){conflict}"
-        ),
-        erased_applications=(
-            "SELECT application_id FROM erased_application"
-            " WHERE application_id IN (SELECT value FROM json_each(?))"
         ),
         bump_counter=_BUMP_COUNTER,
         log_changes=(

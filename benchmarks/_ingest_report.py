@@ -51,13 +51,15 @@ def report(result: dict[str, Any]) -> None:
         return
     rows = [
         [r["app"], r["db"], r["connections"], r["workers"], r["ok"], r["rps"], r["p50_ms"],
-         r["p99_ms"], r["cpu_us_per_req"], r["server_rss_mb"],
+         r["p99_ms"], r["cpu_us_per_req"], r.get("commit_cpu_us_per_req", "-"),
+         r["server_rss_mb"],
          r["status_errors"] + r["socket_errors"],
          r.get("durable", "-"), r["load_avg_1m"]]
         for r in result["runs"]
     ]  # fmt: skip
     print(table(rows, ["app", "db", "conns", "workers", "2xx", "req/s", "p50 ms", "p99 ms",
-                       "CPU us/req", "RSS MB", "errors", "rows==2xx", "load"]))  # fmt: skip
+                       "CPU us/req", "of it commit", "RSS MB", "errors", "rows==2xx",
+                       "load"]))  # fmt: skip
     print()
     rows = [
         [s["db"], s["connections"], s["workers"], s["runs"], s["bare_rps"], s["receiver_rps"],

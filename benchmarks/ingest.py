@@ -138,8 +138,10 @@ def start_server(
     return proc
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and its descendants still alive, plus reaped children."""
+def tree_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU of ``pid`` and its descendants still alive (with what each reaped),
+    by role: ``commit`` for the commit processes (``receiver.commit_process``), ``serving``
+    for the rest. The split says which side a change moved the time to."""
     import os
 
     tick = os.sysconf("SC_CLK_TCK")
@@ -153,12 +155,21 @@ def tree_cpu_seconds(pid: int) -> float:
             continue
         fields = raw[raw.rindex(")") + 2 :].split()
         stats[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / tick)
-    total, frontier = 0.0, [pid]
+    roles = {"serving": 0.0, "commit": 0.0}
+    frontier = [pid]
     while frontier:
         current = frontier.pop()
-        total += stats.get(current, (0, 0.0))[1]
+        roles[_role(current)] += stats.get(current, (0, 0.0))[1]
         frontier += [child for child, (parent, _) in stats.items() if parent == current]
-    return total
+    return roles
+
+
+def _role(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "serving"
+    return "commit" if b"receiver.commit_process" in argv else "serving"
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -197,7 +208,9 @@ def one_run(
                 proc.base_url, connections=connections, duration=args.duration,
                 pool=pools["main"], workdir=workdir,
             )  # fmt: skip
-            cpu = tree_cpu_seconds(proc.pid) - cpu_before
+            cpu_after = tree_cpu_seconds(proc.pid)
+            by_role = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
+            cpu = sum(by_role.values())
             res["server_rss_mb"] = rss_mb(proc.pid)
         finally:
             exit_code = proc.stop()
@@ -205,6 +218,9 @@ def one_run(
             app=kind, db=db, connections=connections, workers=workers, server_exit=exit_code,
             warm_ok=warm["ok"], server_cpu_s=cpu,
             cpu_us_per_req=cpu / res["ok"] * 1e6 if res["ok"] else float("nan"),
+            commit_cpu_us_per_req=(
+                by_role["commit"] / res["ok"] * 1e6 if res["ok"] else float("nan")
+            ),
             pool_exhausted=res["requests"] >= args.pool,
             p50_ms=res["p50_us"] / 1000, p99_ms=res["p99_us"] / 1000,
             load_avg_1m=machine()["load_avg_1m"],

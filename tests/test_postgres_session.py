@@ -66,11 +66,13 @@ def test_timeouts_and_utc_hold_on_every_pooled_connection(postgres_engine: Engin
     assert settings == [("5s", "10s", "UTC")] * 3
 
 
-def test_writer_plans_its_table_lookups_for_the_table_as_it_is(postgres_engine: Engine) -> None:
+def test_writer_lookups_keep_their_index_whatever_the_table_was_when_planned(
+    postgres_engine: Engine,
+) -> None:
     """The writer's look-ups whose best plan depends on the table's size (the inbox by
-    webhook id, the results a change copies) never run on a generic plan. psycopg prepares
-    a statement on its fifth run, and PostgreSQL then kept a plan made while the tables were
-    nearly empty: a scan of the whole inbox per commit group once it had grown."""
+    webhook id, the results a change copies) are prepared once, and the plan PostgreSQL
+    keeps for them uses the index even though it was made while the tables were nearly
+    empty: such a plan scanned the whole inbox per commit group once it had grown."""
     lane = WriteLane(postgres_engine)
     try:
         for group in range(20):
@@ -83,20 +85,43 @@ def test_writer_plans_its_table_lookups_for_the_table_as_it_is(postgres_engine: 
                     [ResultChange(r.scoring_job_id, "created") for r in results], now=NOW
                 )
         with lane.transaction() as store:
-            generic = dict(
-                store.conn.exec_driver_sql(
-                    "SELECT statement, generic_plans FROM pg_prepared_statements"
-                ).all()
-            )
+            conn = store.conn
+            prepared = conn.exec_driver_sql(
+                "SELECT name, statement, cardinality(parameter_types) FROM pg_prepared_statements"
+            ).all()
+            lookups = [
+                (name, count)
+                for name, text, count in prepared
+                if "webhook_id = ANY" in text or "JOIN scoring_job" in text
+            ]
+            # The plan the writer runs once PostgreSQL settles on a generic one.
+            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+            plans = [
+                "\n".join(
+                    conn.exec_driver_sql(
+                        f"EXPLAIN EXECUTE {name}({', '.join(['NULL'] * count)})"
+                    ).scalars()
+                )
+                for name, count in lookups
+            ]
     finally:
         lane.release()
-    assert any("INSERT INTO scoring_job" in text for text in generic)  # psycopg did prepare
-    lookups = {
-        text: plans
-        for text, plans in generic.items()
-        if "webhook_id = ANY" in text or "JOIN scoring_job" in text
-    }
-    assert all(plans == 0 for plans in lookups.values()), lookups
+    assert len(lookups) == 2, prepared  # prepared: not planned again for every group
+    assert not [plan for plan in plans if "Seq Scan" in plan], plans
+
+
+def test_a_connection_the_writer_gives_back_plans_as_usual(postgres_engine: Engine) -> None:
+    """Sequential scans are off only while the writer's lane holds the connection: a
+    reader that gets it from the pool next (the read API, the CLI) plans as usual."""
+    lane = WriteLane(postgres_engine)
+    with lane.transaction() as store:
+        held = store.conn.exec_driver_sql("SHOW enable_seqscan").scalar()
+        raw = store.conn.connection.driver_connection
+    lane.release()
+    with postgres_engine.connect() as conn:
+        assert conn.connection.driver_connection is raw  # the same pooled connection
+        after = conn.exec_driver_sql("SHOW enable_seqscan").scalar()
+    assert (held, after) == ("off", "on")
 
 
 def test_statement_past_the_statement_timeout_is_unavailable(postgres_engine: Engine) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from storage.db import INDEXED_PLANS
 from storage.store.dialect import dialect_insert, id_list_param
 
 
@@ -34,12 +35,15 @@ class StoreBase:
         a look-up whose best plan depends on the table's size, one made on a new, nearly
         empty database scanned the whole table on every later run (the inbox look-up grew
         from 0.5 ms at 3,200 rows to 2.7 ms at 12,800) until autovacuum's first ANALYZE.
+        Not on the writer lane's connection, which plans without sequential scans
+        (``storage.db.WriteLane``): there a kept plan is an index plan, and preparing the
+        look-up saves planning it for every commit group.
         """
         cursor = self.conn.connection.cursor()
         try:
             if many:
                 cursor.executemany(sql, params)
-            elif replan and self._dialect == "postgresql":
+            elif replan and self._dialect == "postgresql" and not self.conn.info.get(INDEXED_PLANS):
                 # psycopg's own keyword; SQLAlchemy types the cursor as plain DBAPI.
                 cursor.execute(sql, params, prepare=False)  # type: ignore[call-arg]
             else:

@@ -105,16 +105,18 @@ class ChangeQueries(StoreBase):
         if not folded:
             return 0
         sql = hot_sql(self._dialect)
-        top = self._bump_counter(len(folded))
-        first = top - len(folded) + 1
-        seqs = list(range(first, top + 1))
+        n = len(folded)
         ids = [change.scoring_job_id for change in folded]
         kinds = [change.kind for change in folded]
-        if self._dialect == "postgresql":
-            params: tuple[Any, ...] = (sql.time(now), seqs, ids, kinds)
+        if sql.numbered_changes is not None:
+            params: tuple[Any, ...] = (n, n, sql.time(now), ids, kinds)
+            numbered = self._driver_sql(sql.numbered_changes, params, replan=True).fetchall()
+            written, top = len(numbered), max((int(seq) for (seq,) in numbered), default=0)
         else:
+            top = self._bump_counter(n)
+            seqs = list(range(top - n + 1, top + 1))
             params = (sql.time(now), json.dumps(list(zip(seqs, ids, kinds, strict=True))))
-        written = self._driver_sql(sql.log_changes, params, replan=True).rowcount
+            written = self._driver_sql(sql.log_changes, params, replan=True).rowcount
         # A number without its row would be a change no reader ever sees.
         if written != len(folded):
             raise LookupError(f"{len(folded) - written} changed results are not stored")

@@ -150,6 +150,10 @@ class HotSql:
     # job and batch as they are now. One statement, so its rowcount is exact on both drivers.
     bump_counter: str
     log_changes: str
+    # PostgreSQL: both in one statement (a data-modifying WITH), returning the numbers it
+    # handed out: each statement costs the backend ~100 µs whatever it does. None on SQLite,
+    # which has no INSERT in WITH (and no round trips to save).
+    numbered_changes: str | None
     time: Callable[[datetime | None], Any]
     returns_inserted: bool
 
@@ -243,6 +247,15 @@ def hot_sql(dialect: str) -> HotSql:
                 " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(seq, sid, kind)"
                 " JOIN scoring_job AS j ON j.scoring_job_id = u.sid"
             ),
+            numbered_changes=(
+                f"WITH top AS ({_BUMP_COUNTER.replace('?', '%s')})"  # noqa: S608 - our names
+                f" INSERT INTO result_change ({_CHANGE_COLUMNS})"
+                " SELECT top.seq - %s::bigint + u.ord, j.scoring_job_id, u.kind, j.status,"
+                " j.job_id, j.batch_id, %s"
+                " FROM top, unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(sid, kind, ord)"
+                " JOIN scoring_job AS j ON j.scoring_job_id = u.sid"
+                " RETURNING seq"
+            ),
             time=_pg_time,
             returns_inserted=True,
         )
@@ -268,6 +281,7 @@ def hot_sql(dialect: str) -> HotSql:
             " FROM json_each(?) AS u"
             " JOIN scoring_job AS j ON j.scoring_job_id = json_extract(u.value, '$[1]')"
         ),
+        numbered_changes=None,
         prior_erased=(
             "SELECT 0, application_id, NULL FROM erased_application"
             " WHERE application_id IN (SELECT value FROM json_each(?))"

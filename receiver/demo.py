@@ -22,7 +22,7 @@ from receiver.fake_nova import FakeNovaConfig, create_fake_nova
 from receiver.fake_nova.delivery import DeliveryStats
 from receiver.nova import NovaClient, build_http_client
 from receiver.reconcile import Reconciler, Summary
-from receiver.serving import free_port, serving
+from receiver.serving import bound_socket, port_of, serving
 from receiver.settings import Settings
 from receiver.submit import submit_batches
 from storage import schema
@@ -90,9 +90,11 @@ async def run_demo(
     url = f"sqlite:///{database}"
     engine = make_engine(url)
     schema.upgrade(engine)
-    receiver_port, nova_port = free_port(), free_port()
-    receiver_url = f"http://127.0.0.1:{receiver_port}/webhooks/nova"
-    nova_url = f"http://127.0.0.1:{nova_port}"
+    # Sockets held from the start, not free ports: a port chosen and let go can be taken
+    # by any outgoing connection before the server binds it.
+    receiver_socket, nova_socket = bound_socket(), bound_socket()
+    receiver_url = f"http://127.0.0.1:{port_of(receiver_socket)}/webhooks/nova"
+    nova_url = f"http://127.0.0.1:{port_of(nova_socket)}"
     settings = Settings(nova_webhook_secrets=DEMO_SECRET, database_url=url)
     fake = create_fake_nova(
         FakeNovaConfig(
@@ -111,8 +113,8 @@ async def run_demo(
     say(f"receiver   {receiver_url}")
     try:
         async with (
-            serving(create_app(settings, engine=engine), receiver_port),
-            serving(fake.app, nova_port),
+            serving(create_app(settings, engine=engine), receiver_socket),
+            serving(fake.app, nova_socket),
             build_http_client(nova_url) as http,
         ):
             client = NovaClient(http, api_key=DEMO_KEY, tenant_id=TENANT, rate_limit=50)
@@ -151,6 +153,8 @@ async def run_demo(
             truth = fake.truth()
         results, local_rejected = await asyncio.to_thread(_local_view, engine)
     finally:
+        receiver_socket.close()  # already closed when served; not when start-up failed
+        nova_socket.close()
         engine.dispose()
     return DemoResult(
         database=database,

@@ -16,31 +16,61 @@ import uvicorn
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that was free a moment ago: for another process to listen
+    on. Anything may take it meanwhile; to serve here, use ``bound_socket``."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
+def bound_socket() -> socket.socket:
+    """A TCP socket bound to a port of the kernel's choosing on 127.0.0.1, for ``serving``.
+
+    Held from the moment the port is chosen: a port chosen and released (``free_port``)
+    can be taken before the server binds it, by any outgoing connection of the machine
+    (ephemeral ports come from the same range), and the server then fails to start.
+    """
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def port_of(sock: socket.socket) -> int:
+    port: int = sock.getsockname()[1]
+    return port
+
+
 @contextlib.asynccontextmanager
-async def serving(app: Any, port: int, *, http: str = "auto") -> AsyncIterator[None]:
-    """Run ``app`` under uvicorn on 127.0.0.1:``port`` for the duration of the block.
+async def serving(
+    app: Any, where: int | socket.socket, *, http: str = "auto"
+) -> AsyncIterator[None]:
+    """Run ``app`` under uvicorn on 127.0.0.1 for the duration of the block: on the port
+    ``where``, or on the socket ``where`` (``bound_socket``), which it closes at the end.
 
     ``http`` is uvicorn's HTTP protocol: ``"h11"``, ``"httptools"`` or an import string
     (``receiver.http_guard.PROTOCOL``, as ``serve`` uses it).
     """
+    sockets = [where] if isinstance(where, socket.socket) else None
+    port = port_of(where) if isinstance(where, socket.socket) else where
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http=http
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # raises the start-up error
-        await asyncio.sleep(0.01)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await task
+    with contextlib.ExitStack() as owned:
+        for sock in sockets or ():
+            owned.enter_context(sock)  # closed however serving ends, started or not
+        task = asyncio.create_task(server.serve(sockets=sockets))
+        while not server.started:
+            if task.done():
+                task.result()  # raises the start-up error
+            await asyncio.sleep(0.01)
+        try:
+            yield
+        finally:
+            server.should_exit = True
+            await task

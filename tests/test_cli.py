@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 
 from receiver.app import create_app
 from receiver.fake_nova import FakeNova, FakeNovaConfig, create_fake_nova
-from receiver.serving import serving
+from receiver.serving import bound_socket, port_of, serving
 from receiver.settings import Settings
 from receiver.signatures import fingerprint
 from storage.db import make_engine, transaction
@@ -210,8 +210,9 @@ def every_value(engine: Engine) -> str:
 async def fake_nova(**config: Any) -> AsyncIterator[tuple[FakeNova, str]]:
     """Fake Nova served by uvicorn on a loopback port: (fake, NOVA_API_URL)."""
     fake = create_fake_nova(FakeNovaConfig(**config), background_delivery=False)
-    port = free_port()
-    async with fake, serving(fake.app, port):
+    sock = bound_socket()  # held: a free port can be taken first
+    port = port_of(sock)
+    async with fake, serving(fake.app, sock):
         yield fake, f"http://127.0.0.1:{port}"
 
 

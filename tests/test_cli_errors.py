@@ -19,7 +19,7 @@ import structlog
 
 from receiver.fake_nova import create_fake_nova
 from receiver.fake_nova.config import FakeNovaConfig
-from receiver.serving import free_port, serving
+from receiver.serving import bound_socket, free_port, port_of, serving
 from storage.db import make_engine, transaction
 from tests.cli_inproc import InProcessCli, Ran
 
@@ -52,8 +52,9 @@ def fixture_unconfigured_logging() -> Iterator[None]:
 async def nova(**config: Any) -> AsyncIterator[str]:
     """Fake Nova on a loopback port; yields NOVA_API_URL."""
     fake = create_fake_nova(FakeNovaConfig(**config), background_delivery=False)
-    port = free_port()
-    async with fake, serving(fake.app, port):
+    sock = bound_socket()  # held: a free port can be taken first
+    port = port_of(sock)
+    async with fake, serving(fake.app, sock):
         yield f"http://127.0.0.1:{port}"
 
 

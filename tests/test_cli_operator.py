@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
 from receiver.cli.output import print_table
-from receiver.serving import free_port, serving
+from receiver.serving import bound_socket, free_port, port_of, serving
 from receiver.settings import Settings
 from receiver.signatures import fingerprint
 from storage.db import make_engine, transaction
@@ -272,8 +272,9 @@ async def test_a_test_batch_completed_never_makes_reconcile_fail(
     """send-test-webhook --event batch.completed is stored; the next reconcile converges."""
     url = engine.url.render_as_string(hide_password=False)
     app = create_app(Settings(nova_webhook_secrets=WEBHOOK_SECRET, database_url=url))
-    port = free_port()
-    async with serving(app, port):
+    sock = bound_socket()  # held: a free port can be taken first
+    port = port_of(sock)
+    async with serving(app, sock):
         sent = await asyncio.to_thread(
             cli,
             "send-test-webhook",
@@ -454,8 +455,9 @@ async def send(cli: InProcessCli, engine: Engine, *args: str) -> list[dict[str, 
     """Run send-test-webhook --json against a real receiver on ``engine``; JSON lines out."""
     url = engine.url.render_as_string(hide_password=False)
     app = create_app(Settings(nova_webhook_secrets=WEBHOOK_SECRET, database_url=url))
-    port = free_port()
-    async with serving(app, port):
+    sock = bound_socket()  # held: a free port can be taken first
+    port = port_of(sock)
+    async with serving(app, sock):
         ran = await asyncio.to_thread(
             cli, "send-test-webhook", f"http://127.0.0.1:{port}/webhooks/nova", "--json", *args
         )

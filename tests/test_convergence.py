@@ -21,12 +21,11 @@ from receiver.convergence import compare
 from receiver.fake_nova import FakeNovaConfig, create_fake_nova
 from receiver.nova import NovaClient
 from receiver.reconcile import Reconciler
-from receiver.serving import serving
+from receiver.serving import bound_socket, port_of, serving
 from receiver.settings import Settings
 from receiver.submit import submit_batches
 from storage.db import transaction
 from tests.fake_nova_helpers import API_KEY, TENANT, asgi_client
-from tests.servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -62,7 +61,8 @@ async def test_one_reconcile_after_lossy_webhooks_equals_nova_truth(
     engine: Engine, seed: int
 ) -> None:
     """Drops, duplicates and reordering are repaired by one run; a second run fixes 0."""
-    port = free_port()
+    sock = bound_socket()  # held: a free port can be taken first
+    port = port_of(sock)
     now = lambda: datetime.now(UTC)  # noqa: E731 - the clock seam, inline
     fake = create_fake_nova(
         FakeNovaConfig(
@@ -83,7 +83,7 @@ async def test_one_reconcile_after_lossy_webhooks_equals_nova_truth(
 
     async with (
         fake,
-        serving(create_app(settings, engine=engine), port),
+        serving(create_app(settings, engine=engine), sock),
         asgi_client(fake.app) as http,
     ):
         client = NovaClient(http, api_key=API_KEY, tenant_id=TENANT, rate_limit=200)

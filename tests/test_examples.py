@@ -11,7 +11,7 @@ import pytest
 
 from receiver.fake_nova import create_fake_nova
 from receiver.fake_nova.config import FakeNovaConfig
-from receiver.serving import free_port, serving
+from receiver.serving import bound_socket, port_of, serving
 from tests.cli_inproc import InProcessCli, default_env
 from tests.servers import migrated_database
 
@@ -42,8 +42,9 @@ async def test_the_example_input_files_submit_as_they_are(
 ) -> None:
     """``submit`` takes each shipped example file: three applications, one batch."""
     fake = create_fake_nova(FakeNovaConfig(), background_delivery=False)
-    port = free_port()
-    async with fake, serving(fake.app, port):
+    sock = bound_socket()  # held: a free port can be taken first
+    port = port_of(sock)
+    async with fake, serving(fake.app, sock):
         ran = await asyncio.to_thread(
             cli,
             "submit",

@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from receiver.http_guard import PROTOCOL
-from receiver.serving import free_port, serving
+from receiver.serving import bound_socket, port_of, serving
 from storage.db import make_engine, transaction
 from tests.factories import encode, score_completed, score_completed_payload, signed
 from tests.servers import metric, raw_exchange, request_with_header
@@ -133,8 +133,9 @@ async def test_oversized_request_heads_are_counted_as_431(
 ) -> None:
     """A head over the guard's limit, refused below ASGI, adds to
     nova_sink_rejected_requests_total{status="431"} of the app served (real uvicorn)."""
-    port = free_port()
-    async with serving(make_app(), port, http=PROTOCOL):
+    sock = bound_socket()  # held: a free port can be taken first
+    port = port_of(sock)
+    async with serving(make_app(), sock, http=PROTOCOL):
         answer = await asyncio.to_thread(raw_exchange, port, request_with_header(64 * 1024))
         count = await asyncio.to_thread(
             metric, f"http://127.0.0.1:{port}", 'nova_sink_rejected_requests_total{status="431"}'

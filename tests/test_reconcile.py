@@ -22,7 +22,7 @@ from receiver.convergence import COMPARED_FIELDS, LEGACY_FIELDS, Comparison, com
 from receiver.fake_nova import FakeBatch, FakeNova, FakeNovaConfig, create_fake_nova
 from receiver.nova import LegacyJobRef, NovaClient
 from receiver.reconcile import LEASE_NAME, Reconciler, Summary, plan_legacy_fetches
-from receiver.serving import serving
+from receiver.serving import bound_socket, port_of, serving
 from receiver.submit import submit_batches
 from storage.db import transaction
 from storage.errors import LeaseHeld
@@ -36,7 +36,6 @@ from tests.fake_nova_helpers import (
     make_client,
     make_fake,
 )
-from tests.servers import free_port
 
 
 @pytest.fixture(name="clock")
@@ -659,7 +658,8 @@ async def test_two_reconcile_processes_started_together_one_exits_75_saying_anot
     fake = real_fake(slow=0.2)
     batches = fake.state.create_batches(8, 3, tenant_id=TENANT)
     track(engine, batches, datetime.now(UTC))
-    port = free_port()
+    sock = bound_socket()  # held: a free port can be taken first
+    port = port_of(sock)
     env = cli_env(engine.url.render_as_string(hide_password=False), f"http://127.0.0.1:{port}")
     args = [str(NOVA_SINK), "reconcile", "--concurrency", "1"]
 
@@ -676,7 +676,7 @@ async def test_two_reconcile_processes_started_together_one_exits_75_saying_anot
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
 
-    async with serving(fake.app, port):
+    async with serving(fake.app, sock):
         outcomes = sorted(await asyncio.gather(run(), run()))
 
     (ok_code, ok_out, _), (held_code, held_out, held_err) = outcomes

@@ -1,0 +1,40 @@
+"""Serving an app in this process (the demo, the tests): on a port nobody can take first."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from receiver.serving import bound_socket, port_of, serving
+
+
+async def _hello(_request: Request) -> PlainTextResponse:
+    return PlainTextResponse("hello")
+
+
+APP = Starlette(routes=[Route("/", _hello)])
+
+
+def test_a_bound_socket_holds_its_port_until_served_there_and_serving_closes_it() -> None:
+    """Between choosing the port and serving on it, nobody else can bind it (a port from
+    ``free_port`` was let go: an outgoing connection could take it and the demo failed to
+    start); the app is served on it, and the socket is closed when serving ends."""
+    sock = bound_socket()
+    port = port_of(sock)
+    with socket.socket() as intruder, pytest.raises(OSError, match="in use"):
+        intruder.bind(("127.0.0.1", port))
+
+    async def fetch() -> str:
+        async with serving(APP, sock), httpx.AsyncClient() as client:
+            answer = await client.get(f"http://127.0.0.1:{port}/")
+        return answer.text
+
+    assert asyncio.run(fetch()) == "hello"
+    assert sock.fileno() == -1

@@ -209,7 +209,7 @@ def one_run(
                 pool=pools["main"], workdir=workdir,
             )  # fmt: skip
             cpu_after = tree_cpu_seconds(proc.pid)
-            by_role = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
+            by_role = {role: cpu_after[role] - cpu_before[role] for role in cpu_after}
             cpu = sum(by_role.values())
             res["server_rss_mb"] = rss_mb(proc.pid)
         finally:

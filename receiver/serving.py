@@ -58,8 +58,10 @@ async def serving(
     ``http`` is uvicorn's HTTP protocol: ``"h11"``, ``"httptools"`` or an import string
     (``receiver.http_guard.PROTOCOL``, as ``serve`` uses it).
     """
-    sockets = [where] if isinstance(where, socket.socket) else None
-    port = port_of(where) if isinstance(where, socket.socket) else where
+    if isinstance(where, socket.socket):
+        sockets, port = [where], port_of(where)
+    else:
+        sockets, port = None, where
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http=http
     )

@@ -108,9 +108,9 @@ class ChangeQueries(StoreBase):
         n = len(folded)
         ids = [change.scoring_job_id for change in folded]
         kinds = [change.kind for change in folded]
-        if sql.numbered_changes is not None:
+        if self._dialect == "postgresql":  # one statement numbers and records
             params: tuple[Any, ...] = (n, n, sql.time(now), ids, kinds)
-            numbered = self._driver_sql(sql.numbered_changes, params, replan=True).fetchall()
+            numbered = self._driver_sql(sql.log_changes, params, replan=True).fetchall()
             written, top = len(numbered), max((int(seq) for (seq,) in numbered), default=0)
         else:
             top = self._bump_counter(n)

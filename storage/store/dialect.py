@@ -145,15 +145,14 @@ class HotSql:
     def group_prior(self) -> str:
         return f"{self.prior_erased} UNION ALL {self.prior_bodies}"
 
-    # The change feed: add n to the counter (creating its row), returning the new value;
-    # then one statement for all the changes of a commit, copying each result's status,
-    # job and batch as they are now. One statement, so its rowcount is exact on both drivers.
+    # The change feed: add n to the counter (creating its row), returning the new value
+    # (``bump_counter``); one statement for all the changes of a commit, copying each
+    # result's status, job and batch as they are now (``log_changes``). SQLite: the two
+    # in turn, the rows numbered from the counter's value. PostgreSQL: ``log_changes`` does
+    # both (a data-modifying WITH) and returns the numbers it handed out, since each
+    # statement costs the backend ~100 µs whatever it does; SQLite has no INSERT in WITH.
     bump_counter: str
     log_changes: str
-    # PostgreSQL: both in one statement (a data-modifying WITH), returning the numbers it
-    # handed out: each statement costs the backend ~100 µs whatever it does. None on SQLite,
-    # which has no INSERT in WITH (and no round trips to save).
-    numbered_changes: str | None
     time: Callable[[datetime | None], Any]
     returns_inserted: bool
 
@@ -242,12 +241,6 @@ def hot_sql(dialect: str) -> HotSql:
                 "SELECT 1, webhook_id, body_sha256 FROM delivery WHERE webhook_id = ANY(%s)"
             ),
             log_changes=(
-                f"INSERT INTO result_change ({_CHANGE_COLUMNS})"  # noqa: S608
-                " SELECT u.seq, j.scoring_job_id, u.kind, j.status, j.job_id, j.batch_id, %s"
-                " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(seq, sid, kind)"
-                " JOIN scoring_job AS j ON j.scoring_job_id = u.sid"
-            ),
-            numbered_changes=(
                 f"WITH top AS ({_BUMP_COUNTER.replace('?', '%s')})"  # noqa: S608 - our names
                 f" INSERT INTO result_change ({_CHANGE_COLUMNS})"
                 " SELECT top.seq - %s::bigint + u.ord, j.scoring_job_id, u.kind, j.status,"
@@ -281,7 +274,6 @@ def hot_sql(dialect: str) -> HotSql:
             " FROM json_each(?) AS u"
             " JOIN scoring_job AS j ON j.scoring_job_id = json_extract(u.value, '$[1]')"
         ),
-        numbered_changes=None,
         prior_erased=(
             "SELECT 0, application_id, NULL FROM erased_application"
             " WHERE application_id IN (SELECT value FROM json_each(?))"

@@ -32,7 +32,7 @@ from receiver.read_api import ReadApi
 from receiver.settings import Settings, load_settings
 from receiver.ui.routes import dashboard_routes
 from receiver.webhook import PATH, WebhookEndpoint
-from receiver.writer import Lane, SpreadLane, ThreadLane
+from receiver.writer import Lane, ThreadLane
 from storage import schema
 from storage.db import Engine, make_engine, transaction
 from storage.errors import SchemaOutOfDate, StoreUnavailable
@@ -174,31 +174,20 @@ def _read_keys(settings: Settings) -> list[str] | None:
     return settings.read_token_keys() if settings.sink_secret_key is not None else None
 
 
-# Commit processes per serving process on PostgreSQL. Measured with wrk on 2 cores: two
-# gave 25 % more deliveries/s than one at 16 connections and 11 % at 64, three fewer than
-# one at 16 (smaller groups, each with its round trips). SQLite has one writer at a time.
-POSTGRES_LANES = 2
-
-
 def _lane(settings: Settings, engine: Engine, *, owns_engine: bool) -> Lane:
     """Where the writer commits: a process of its own (``INGEST_WRITER=process``, the
-    default; ``POSTGRES_LANES`` of them on PostgreSQL), unless the engine was passed in or
-    is an in-memory SQLite database, which another process could not share."""
+    default), unless the engine was passed in or is an in-memory SQLite database, which
+    another process could not share."""
     url = engine.url
     in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
     if settings.ingest_writer == "thread" or not owns_engine or in_memory:
         return ThreadLane(engine)
-    count = POSTGRES_LANES if url.get_backend_name() == "postgresql" else 1
-    lanes = [
-        ProcessLane(
-            settings.database_url,
-            synchronous=settings.sqlite_synchronous,
-            log_format=settings.resolved_log_format(),
-            log_level=settings.log_level,
-        )
-        for _ in range(count)
-    ]
-    return lanes[0] if count == 1 else SpreadLane(lanes)
+    return ProcessLane(
+        settings.database_url,
+        synchronous=settings.sqlite_synchronous,
+        log_format=settings.resolved_log_format(),
+        log_level=settings.log_level,
+    )
 
 
 def create_app(

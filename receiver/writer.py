@@ -14,8 +14,7 @@ handed over, so the outcome is that of one delivery at a time, in arrival order.
 
 The lane is a thread of this process (``ThreadLane``) or a process of its own
 (``receiver.commit_process.ProcessLane``, what ``serve`` uses), where parsing and SQL run
-on the other core without taking the GIL from the event loop. On PostgreSQL, two of them
-side by side (``SpreadLane``).
+on the other core without taking the GIL from the event loop.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -148,46 +147,6 @@ class ThreadLane:
                 first[2].call_soon_threadsafe(_deliver, answers)
             if stopping:
                 return
-
-
-class SpreadLane:
-    """Several lanes side by side, for a database that commits transactions concurrently
-    (PostgreSQL): each batch goes to the running lane with the fewest batches in hand.
-
-    One lane spends most of its time waiting for the server (round trips, the commit's WAL
-    flush) while the deliveries behind it queue; with a second one, a group is written
-    while the other's is committed. Batches of different lanes may commit in either order,
-    as those of two instances do: the outcome is the same (precedence, the inbox's
-    identity, and row locks taken in one order by every writer), and the change feed is
-    numbered in commit order (``storage.store.changes``).
-    """
-
-    def __init__(self, lanes: Sequence[Lane]) -> None:
-        self.lanes = tuple(lanes)
-        self._in_hand = [0] * len(self.lanes)
-
-    @property
-    def running(self) -> bool:
-        """True while any lane runs: one being replaced (a commit process that died) only
-        takes no batches meanwhile."""
-        return any(lane.running for lane in self.lanes)
-
-    async def start(self) -> None:
-        await asyncio.gather(*(lane.start() for lane in self.lanes))
-
-    def send(self, batch: Batch, done: Done) -> None:
-        live = [i for i, lane in enumerate(self.lanes) if lane.running] or [0]
-        index = min(live, key=self._in_hand.__getitem__)
-        self._in_hand[index] += 1
-
-        def finished(outcomes: list[Outcome]) -> None:
-            self._in_hand[index] -= 1
-            done(outcomes)
-
-        self.lanes[index].send(batch, finished)
-
-    async def stop(self) -> None:
-        await asyncio.gather(*(lane.stop() for lane in self.lanes))
 
 
 def _deliver(answers: list[tuple[Done, list[Outcome]]]) -> None:

@@ -27,7 +27,7 @@ from receiver.commit import Batch, GroupCommitter
 from receiver.commit_process import CommitFailed, ProcessLane, _decode, _encode
 from receiver.ingest import Committed
 from receiver.settings import Settings
-from receiver.writer import SpreadLane, ThreadLane, Writer
+from receiver.writer import ThreadLane, Writer
 from storage.errors import StoreUnavailable
 from tests.factories import (
     NOW,
@@ -249,25 +249,6 @@ def test_app_built_from_settings_commits_in_a_child_process(sqlite_engine: Engin
         response = client.post("/webhooks/nova", content=body, headers=signed(body))
     assert (response.status_code, response.json()) == (200, {"status": "applied"})
     assert stored_jobs(sqlite_engine) == ["sj_app"]
-
-
-def test_app_on_postgresql_commits_in_two_child_processes(postgres_engine: Engine) -> None:
-    """On PostgreSQL, which commits transactions concurrently, the app commits in two
-    processes side by side; every delivery is stored, whichever of them had it."""
-    settings = Settings(nova_webhook_secrets=SECRET, database_url=str(postgres_engine.url))
-    app = create_app(settings)
-    lane = app.state.receiver.webhook.writer.lane
-    assert isinstance(lane, SpreadLane)
-    jobs = [f"sj_{n}" for n in range(6)]
-    with TestClient(app) as client:
-        pids = {one.pid for one in lane.lanes if isinstance(one, ProcessLane)}
-        answers = [
-            client.post("/webhooks/nova", content=body, headers=signed(body)).json()
-            for body in (score_completed(job) for job in jobs)
-        ]
-    assert len(pids - {None}) == 2
-    assert answers == [{"status": "applied"}] * len(jobs)
-    assert stored_jobs(postgres_engine) == jobs
 
 
 def test_readyz_is_503_while_the_commit_process_is_being_replaced(

@@ -7,14 +7,11 @@ import itertools
 import sqlite3
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from receiver.commit import Batch
-from receiver.ingest import Committed, Received
-from receiver.writer import Done, SpreadLane, ThreadLane, Writer
-from storage.errors import StoreUnavailable
+from receiver.ingest import Received
+from receiver.writer import ThreadLane, Writer
 from tests.factories import NOW, received, score_completed
 
 
@@ -79,118 +76,3 @@ def test_writer_keeps_its_connection_under_load_and_gives_it_back_when_idle(
     held = asyncio.run(scenario())
     assert held == [1, 1, 1, 0]
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
-
-
-class HeldLane:
-    """A lane that keeps what it is sent until told to answer: which lane got what."""
-
-    def __init__(self) -> None:
-        self.running = False
-        self.held: list[tuple[Batch, Done]] = []
-
-    async def start(self) -> None:
-        self.running = True
-
-    def send(self, batch: Batch, done: Done) -> None:
-        self.held.append((batch, done))
-
-    def answer(self) -> None:
-        batch, done = self.held.pop(0)
-        done(
-            [Committed("applied", "score.completed", row.delivery_key, None) for row in batch.rows]
-        )
-
-    async def stop(self) -> None:
-        self.running = False
-
-
-def test_spread_lanes_hand_each_batch_to_the_lane_with_the_fewest_in_hand() -> None:
-    """A batch goes to an idle lane before a busy one; answers reach their own waiters."""
-    first, second = HeldLane(), HeldLane()
-    writer = Writer(SpreadLane([first, second]), now=lambda: NOW)
-
-    async def scenario() -> list[str | None]:
-        await writer.start()
-        a = asyncio.ensure_future(writer.submit(delivery("sj_a")))
-        await asyncio.sleep(0)  # one loop turn: one batch
-        await asyncio.sleep(0)
-        b = asyncio.ensure_future(writer.submit(delivery("sj_b")))
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        assert [len(lane.held) for lane in (first, second)] == [1, 1]
-        second.answer()  # the second lane is idle again: it takes the next batch
-        c = asyncio.ensure_future(writer.submit(delivery("sj_c")))
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        assert [len(lane.held) for lane in (first, second)] == [1, 1]
-        first.answer()
-        second.answer()
-        return [(await f).scoring_job_id for f in (a, b, c)]
-
-    assert asyncio.run(scenario()) == ["m_sj_a", "m_sj_b", "m_sj_c"]
-
-
-def test_spread_lanes_pass_over_a_lane_that_is_not_running() -> None:
-    """A lane being replaced (its commit process died) takes no batches; the writer still
-    runs on the other, and is down only when every lane is."""
-    first, second = HeldLane(), HeldLane()
-    lanes = SpreadLane([first, second])
-    writer = Writer(lanes, now=lambda: NOW)
-
-    async def scenario() -> None:
-        await writer.start()
-        first.running = False
-        pending = [asyncio.ensure_future(writer.submit(delivery(f"sj_{n}"))) for n in range(3)]
-        for _ in range(3):
-            await asyncio.sleep(0)
-        assert (len(first.held), len(second.held)) == (0, 1)
-        second.answer()
-        await asyncio.gather(*pending)
-        second.running = False
-        assert not lanes.running
-        with pytest.raises(StoreUnavailable):
-            await writer.submit(delivery("sj_down"))
-
-    asyncio.run(scenario())
-
-
-def test_two_lanes_on_postgresql_store_concurrent_repeats_of_a_result_once(
-    postgres_engine: Engine,
-) -> None:
-    """Two lanes commit at once, as two instances do: every repeat of a result, whichever
-    lane has it, is answered and counted on the one result, which the change feed records
-    once, numbered without a gap."""
-    jobs = [f"sj_{n:02d}" for n in range(12)]
-    copies = 5
-    lanes = SpreadLane([ThreadLane(postgres_engine), ThreadLane(postgres_engine)])
-    writer = Writer(lanes, now=lambda: NOW)
-
-    async def scenario() -> list[str]:
-        await writer.start()
-        try:
-            tasks = []
-            for copy in range(copies):
-                for job in jobs:
-                    item = received(f"m_{job}_{copy}", score_completed(job), webhook_id=f"w{copy}")
-                    tasks.append(asyncio.ensure_future(writer.submit(item)))
-                await asyncio.sleep(0.001)  # separate batches, spread over both lanes
-            return [answer.status for answer in await asyncio.gather(*tasks)]
-        finally:
-            await writer.stop()
-
-    statuses = asyncio.run(scenario())
-    assert sorted(statuses) == sorted(
-        ["applied"] * len(jobs) + ["duplicate"] * (len(statuses) - len(jobs))
-    )
-    with postgres_engine.connect() as conn:
-        query = sa.text("SELECT scoring_job_id, delivery_count FROM scoring_job")
-        counts = dict(conn.execute(query).all())
-        seqs = list(conn.execute(sa.text("SELECT seq FROM result_change ORDER BY seq")).scalars())
-        created = conn.execute(
-            sa.text(
-                "SELECT count(DISTINCT scoring_job_id) FROM result_change WHERE kind = 'created'"
-            )
-        ).scalar_one()
-    assert counts == dict.fromkeys(jobs, copies)
-    assert seqs == list(range(1, len(jobs) + 1))
-    assert created == len(jobs)

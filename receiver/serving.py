@@ -8,20 +8,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+# Linux's default ephemeral range starts here (``ip_local_port_range``).
+_DEFAULT_EPHEMERAL_LOW = 32768
+_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago: for another process to listen
-    on. Anything may take it meanwhile; to serve here, use ``bound_socket``."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    on (to serve in this one, use ``bound_socket``, which nobody can take first).
+
+    Chosen below the kernel's ephemeral range, not by binding port 0: a port from that
+    range, let go, is the next one the kernel may give an outgoing connection (a database
+    client, an HTTP request), and the server started on it then fails with "address
+    already in use". Below the range only another listener can take it.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(low // 2, low)  # noqa: S311 - a port, not a secret
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port found in {low // 2}-{low - 1}")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux; the default elsewhere)."""
+    try:
+        return int(_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _DEFAULT_EPHEMERAL_LOW
 
 
 def bound_socket() -> socket.socket:

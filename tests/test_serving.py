@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from receiver.serving import bound_socket, port_of, serving
+from receiver.serving import bound_socket, free_port, port_of, serving
 
 
 async def _hello(_request: Request) -> PlainTextResponse:
@@ -46,3 +47,14 @@ def test_connections_to_a_bound_socket_send_small_answers_at_once() -> None:
     body waited for the client's delayed ACK (the convergence test went from 5 s to 42)."""
     with bound_socket() as sock:
         assert sock.proto == socket.IPPROTO_TCP
+
+
+def test_a_free_port_for_another_process_is_one_no_outgoing_connection_can_take() -> None:
+    """A port handed to a server process (``serve --port``) is below the kernel's
+    ephemeral range: one bound to port 0 and let go was the next one an outgoing
+    connection could get, and the server then failed with "address already in use"."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(1024 <= port < low for port in ports)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports.pop()))  # and it is free

@@ -16,6 +16,7 @@ import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import sqlalchemy as sa
@@ -103,14 +104,19 @@ _TIMES = frozenset(c.name for c in JOBS.columns if isinstance(c.type, UTCDateTim
 
 
 def sqlite_time(value: datetime | None) -> str | None:
-    """A UTC datetime as SQLAlchemy's SQLite ``DateTime`` stores it (sortable text)."""
+    """A UTC datetime as SQLAlchemy's SQLite ``DateTime`` stores it (sortable text:
+    ``YYYY-MM-DD HH:MM:SS.ffffff``), by ``isoformat`` (C) without its offset: a third
+    faster than formatting the seven fields, for every result the writer stores."""
     if value is None:
         return None
-    v = value.astimezone(UTC)
-    return (
-        f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
-        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
-    )
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+
+
+def json_texts(values: Sequence[str]) -> str:
+    """``json.dumps(list(values))`` for strings, to the byte: each string by the encoder's
+    own C function, without building an encoder per call as ``json.dumps`` does (2.2 µs
+    for three short strings, against 0.6; three lists per result the writer stores)."""
+    return "[" + ", ".join(map(encode_basestring_ascii, values)) + "]"
 
 
 def _pg_time(value: datetime | None) -> datetime | None:
@@ -162,7 +168,7 @@ class HotSql:
         for i in _LIST_INDEXES:
             value = row[i]
             # Empty stays SQL NULL, as the models' JSON(none_as_null=True) stores it.
-            row[i] = None if value is None else json.dumps(list(value))
+            row[i] = None if value is None else json_texts(value)
         time = self.time
         for i in _TIME_INDEXES:
             if row[i] is not None:

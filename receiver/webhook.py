@@ -31,9 +31,10 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from receiver.errors import SignatureError
+from receiver.errors import PayloadError, SignatureError
+from receiver.events import parse_event
 from receiver.http_errors import UNAVAILABLE
-from receiver.ingest import Received
+from receiver.ingest import Received, event_ids
 from receiver.metrics import Metrics
 from receiver.pinning import PinPolicy
 from receiver.signatures import ID_SIGNED, Verified, fingerprint, verify
@@ -120,6 +121,22 @@ def _delivery_key(verified: Verified, body_sha256: str) -> str:
     return inbox_key(body_sha256, signed_id)
 
 
+def _peek(body: bytes) -> tuple[str | None, str | None]:
+    """(event name, scoring job id) of a delivery that was not stored, for its log line.
+
+    The writer parses deliveries; one it could not store was answered before it said what
+    the delivery was. A 503 is rare, so parsing again here costs nothing that matters
+    (large bodies excepted: not on the event loop).
+    """
+    if len(body) > VERIFY_OFF_LOOP_BYTES:
+        return None, None
+    try:
+        name, scoring_job_id, _ = event_ids(parse_event(body))
+    except PayloadError:
+        return None, None
+    return name, scoring_job_id
+
+
 @functools.lru_cache(maxsize=64)
 def _event_label(name: str | None) -> str:
     """A bounded label set: a new event type must not grow the metrics without limit.
@@ -189,11 +206,24 @@ class WebhookEndpoint:
             committed = await self.writer.submit(received)
         except StoreUnavailable as exc:
             self.metrics.rejected.labels("503").inc()
-            log.error("webhook_not_stored", delivery=key, error=str(exc))
+            event, scoring_job_id = _peek(body)
+            log.error(
+                "webhook_not_stored",
+                delivery=key,
+                event_type=event,
+                scoring_job_id=scoring_job_id,
+                error=str(exc),
+            )
             return _UNAVAILABLE
         except Exception:  # a signed payload must never produce a 500: Nova retries a 503
             self.metrics.rejected.labels("503").inc()
-            log.exception("webhook_ingest_failed", delivery=key)
+            event, scoring_job_id = _peek(body)
+            log.exception(
+                "webhook_ingest_failed",
+                delivery=key,
+                event_type=event,
+                scoring_job_id=scoring_job_id,
+            )
             return _UNAVAILABLE
         elapsed = time.perf_counter() - started
         status, name = committed.status, committed.event

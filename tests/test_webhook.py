@@ -24,8 +24,10 @@ import structlog
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from structlog.testing import capture_logs
 
 import receiver.app
+import receiver.webhook
 from receiver.errors import ConfigError
 from receiver.logs import configure_logging
 from receiver.settings import Settings
@@ -724,6 +726,29 @@ def test_read_only_database_is_503_and_stores_nothing(
             for table in ("scoring_job", "delivery")
         ]
     assert counts == [0, 0]
+
+
+def test_a_delivery_not_stored_is_logged_with_what_it_was(
+    make_app: Callable[..., Starlette], sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 503's log line names the event and the scoring job, so that an operator sees
+    what is waiting for Nova's retry (the writer, which parses, answered without them)."""
+    first = score_completed("sj_first")
+    with TestClient(make_app()) as client:  # the secret's signature pin is claimed
+        assert post(client, first, signed(first, webhook_id="msg_first")).status_code == 200
+    path = Path(str(sqlite_engine.url.database))
+    read_only = make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    body = score_completed("sj_lost")
+    try:
+        with TestClient(make_app(engine=read_only)) as client, capture_logs() as logs:
+            # A logger proxy bound before the capture keeps its processors: a new one.
+            monkeypatch.setattr(receiver.webhook, "log", structlog.get_logger("nova_sink"))
+            response = post(client, body, signed(body, webhook_id="msg_lost"))
+    finally:
+        read_only.dispose()
+    assert response.status_code == 503
+    (line,) = [entry for entry in logs if entry["event"] == "webhook_not_stored"]
+    assert (line["event_type"], line["scoring_job_id"]) == ("score.completed", "sj_lost")
 
 
 def incompressible_text(chars: int = 20_000) -> str:

@@ -204,26 +204,14 @@ class WebhookEndpoint:
         )
         try:
             committed = await self.writer.submit(received)
-        except StoreUnavailable as exc:
+        except Exception as exc:  # a signed payload must never produce a 500: Nova retries a 503
             self.metrics.rejected.labels("503").inc()
             event, scoring_job_id = _peek(body)
-            log.error(
-                "webhook_not_stored",
-                delivery=key,
-                event_type=event,
-                scoring_job_id=scoring_job_id,
-                error=str(exc),
-            )
-            return _UNAVAILABLE
-        except Exception:  # a signed payload must never produce a 500: Nova retries a 503
-            self.metrics.rejected.labels("503").inc()
-            event, scoring_job_id = _peek(body)
-            log.exception(
-                "webhook_ingest_failed",
-                delivery=key,
-                event_type=event,
-                scoring_job_id=scoring_job_id,
-            )
+            what = {"delivery": key, "event_type": event, "scoring_job_id": scoring_job_id}
+            if isinstance(exc, StoreUnavailable):
+                log.error("webhook_not_stored", **what, error=str(exc))
+            else:
+                log.exception("webhook_ingest_failed", **what)
             return _UNAVAILABLE
         elapsed = time.perf_counter() - started
         status, name = committed.status, committed.event

@@ -74,6 +74,7 @@ def bound_socket() -> socket.socket:
 
 
 def port_of(sock: socket.socket) -> int:
+    """The port ``sock`` is bound to."""
     port: int = sock.getsockname()[1]
     return port
 

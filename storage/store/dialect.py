@@ -227,6 +227,7 @@ def hot_sql(dialect: str) -> HotSql:
         values = ", ".join(
             f"u.{name}::{types[name]}" if name in _LISTS else f"u.{name}" for name in RESULT_COLUMNS
         )
+        bump = _BUMP_COUNTER.replace("?", "%s")
         return HotSql(
             existing_jobs="",
             insert_jobs=(
@@ -238,7 +239,7 @@ def hot_sql(dialect: str) -> HotSql:
                 f"INSERT INTO delivery ({delivery_cols})"  # noqa: S608
                 f" VALUES ({_placeholders('%s', len(DELIVERY_COLUMNS))}){conflict}"
             ),
-            bump_counter=_BUMP_COUNTER.replace("?", "%s"),
+            bump_counter=bump,
             prior_erased=(
                 "SELECT 0, application_id, NULL FROM erased_application"
                 " WHERE application_id = ANY(%s)"
@@ -247,7 +248,7 @@ def hot_sql(dialect: str) -> HotSql:
                 "SELECT 1, webhook_id, body_sha256 FROM delivery WHERE webhook_id = ANY(%s)"
             ),
             log_changes=(
-                f"WITH top AS ({_BUMP_COUNTER.replace('?', '%s')})"  # noqa: S608 - our names
+                f"WITH top AS ({bump})"  # noqa: S608 - our names
                 f" INSERT INTO result_change ({_CHANGE_COLUMNS})"
                 " SELECT top.seq - %s::bigint + u.ord, j.scoring_job_id, u.kind, j.status,"
                 " j.job_id, j.batch_id, %s"

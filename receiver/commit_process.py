@@ -32,6 +32,7 @@ import asyncio
 import collections
 import os
 import pickle
+import queue
 import select
 import signal
 import socket
@@ -48,7 +49,7 @@ import structlog
 from receiver.commit import Batch, GroupCommitter, Outcome
 from receiver.ingest import Committed, Received
 from receiver.logs import configure_logging
-from receiver.writer import MAX_GROUP, MAX_WAIT_SECONDS, RELEASE_AFTER_IDLE_SECONDS, Done
+from receiver.writer import MAX_WAIT_SECONDS, RELEASE_AFTER_IDLE_SECONDS, Done, serve_groups
 from storage.db import make_engine
 from storage.errors import StoreUnavailable
 
@@ -245,43 +246,78 @@ class ProcessLane:
 # ---- child side -------------------------------------------------------------------------
 
 
-def _read_exact(sock: socket.socket, size: int) -> bytes | None:
-    """``size`` bytes, or None at end-of-file."""
-    buffer = bytearray(size)
-    view, got = memoryview(buffer), 0
-    while got < size:
-        count = sock.recv_into(view[got:])
-        if count == 0:
-            return None
-        got += count
-    return bytes(buffer)
+class _FrameReader:
+    """The parent's frames, cut from one buffer: a single ``recv`` takes every byte the parent
+    has written so far, usually all the batches of the next group, where reading each frame's
+    header and payload on its own cost several system calls per batch, and a time-out on the
+    socket two more (the socket stays blocking; ``select`` waits with a time-out instead).
+
+    ``take`` and ``take_queued`` follow ``receiver.writer.serve_groups``: a frame, None at
+    end-of-file, ``queue.Empty`` when none came.
+    """
+
+    def __init__(self, sock: socket.socket, *, chunk: int = 1 << 20) -> None:
+        self._sock = sock
+        self._chunk = chunk  # the most one read takes
+        self._buffer = b""
+        self._start = 0  # where the next frame begins in the buffer
+        self._eof = False
+
+    def take(self, timeout: float | None = None) -> Any:
+        """The next frame, waiting at most ``timeout`` for its first byte (None: forever)."""
+        while True:
+            frame = self._cut()
+            if frame is not _INCOMPLETE:
+                return frame
+            if self._eof:
+                return None
+            if timeout is not None and not select.select([self._sock], [], [], timeout)[0]:
+                raise queue.Empty
+            timeout = None  # begun: the rest of a frame follows its start promptly
+            self._fill()
+
+    def take_queued(self) -> Any:
+        """The next frame if its first byte has arrived (the rest is waited for)."""
+        frame = self._cut()
+        if frame is not _INCOMPLETE or self._eof:
+            return None if frame is _INCOMPLETE else frame
+        if not select.select([self._sock], [], [], 0)[0]:
+            raise queue.Empty
+        return self.take()
+
+    def _fill(self) -> None:
+        data = self._sock.recv(self._chunk)
+        if not data:
+            self._eof = True
+        self._buffer = self._buffer[self._start :] + data
+        self._start = 0
+
+    def _cut(self) -> Any:
+        start, buffer = self._start, self._buffer
+        if len(buffer) - start < _HEADER.size:
+            return _INCOMPLETE
+        (size,) = _HEADER.unpack_from(buffer, start)
+        end = start + _HEADER.size + size
+        if len(buffer) < end:
+            return _INCOMPLETE
+        self._start = end
+        return pickle.loads(buffer[start + _HEADER.size : end])  # noqa: S301 - our parent
 
 
-def _read_frame(sock: socket.socket, idle: float | None = None) -> Any:
-    """The next frame (None at end-of-file); ``TimeoutError`` if none began within ``idle``."""
-    sock.settimeout(idle)
-    try:
-        first = sock.recv(_HEADER.size)
-    finally:
-        sock.settimeout(None)
-    if not first:
+_INCOMPLETE = object()
+
+
+def _batch(message: tuple[datetime, float, list[tuple[Any, ...]]] | None) -> Batch | None:
+    if message is None:
         return None
-    rest = _read_exact(sock, _HEADER.size - len(first)) if len(first) < _HEADER.size else b""
-    if rest is None:
-        return None
-    (size,) = _HEADER.unpack(first + rest)
-    payload = _read_exact(sock, size)
-    return None if payload is None else pickle.loads(payload)  # noqa: S301 - our parent
-
-
-def _batch(message: tuple[datetime, float, list[tuple[Any, ...]]]) -> Batch:
     now, queued_at, rows = message
     return Batch(now, queued_at, [Received(*row) for row in rows])
 
 
 def serve(sock: socket.socket) -> None:
     """The child's loop: configuration, then group after group until end-of-file."""
-    config = _read_frame(sock)
+    frames = _FrameReader(sock)
+    config = frames.take()
     if config is None:
         return
     database_url, synchronous, log_format, log_level, max_wait, release_after = config
@@ -289,32 +325,22 @@ def serve(sock: socket.socket) -> None:
     engine = make_engine(database_url, synchronous=synchronous)
     committer = GroupCommitter(engine, max_wait=max_wait)
     sock.sendall(_frame(("ready", os.getpid())))
+
+    def answer(_batches: list[Batch], answers: list[list[Outcome]]) -> None:
+        for outcome in (outcome for outcomes in answers for outcome in outcomes):
+            if not isinstance(outcome, Committed | StoreUnavailable):
+                log.error("commit_failed", exc_info=outcome)
+        sock.sendall(_frame([[_encode(o) for o in outcomes] for outcomes in answers]))
+
     try:
-        while True:
-            try:
-                message = _read_frame(sock, idle=release_after)
-            except TimeoutError:
-                committer.release()  # idle: hold no connection while waiting
-                message = _read_frame(sock)
-            if message is None:
-                return
-            batches, stopping = [_batch(message)], False
-            size = len(batches[0].rows)
-            # Every batch that arrived meanwhile joins the group.
-            while size < MAX_GROUP and select.select([sock], [], [], 0)[0]:
-                message = _read_frame(sock)
-                if message is None:
-                    stopping = True
-                    break
-                batches.append(_batch(message))
-                size += len(batches[-1].rows)
-            answers = committer.commit_batches(batches)
-            for outcome in (outcome for outcomes in answers for outcome in outcomes):
-                if not isinstance(outcome, Committed | StoreUnavailable):
-                    log.error("commit_failed", exc_info=outcome)
-            sock.sendall(_frame([[_encode(o) for o in outcomes] for outcomes in answers]))
-            if stopping:
-                return
+        serve_groups(
+            committer,
+            lambda timeout: _batch(frames.take(timeout)),
+            lambda: _batch(frames.take_queued()),
+            lambda batch: batch,
+            answer,
+            release_after=release_after,
+        )
     except (BrokenPipeError, ConnectionResetError):
         return  # the parent is gone: nobody is waiting for these answers any more
     finally:

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from receiver.commit import Batch, GroupCommitter, Outcome
 from receiver.ingest import Committed, Received
@@ -50,6 +50,9 @@ RELEASE_AFTER_IDLE_SECONDS = 1.0
 
 _Job = tuple[Received, "asyncio.Future[Committed]"]
 Done = Callable[[list[Outcome]], None]
+# A batch as ``ThreadLane`` queues it: who to tell, on which event loop.
+_Handed = tuple[Batch, Done, asyncio.AbstractEventLoop]
+_Item = TypeVar("_Item")
 
 
 class Lane(Protocol):
@@ -74,6 +77,50 @@ class Lane(Protocol):
         ...
 
 
+def serve_groups(
+    committer: GroupCommitter,
+    take: Callable[[float | None], _Item | None],
+    take_queued: Callable[[], _Item | None],
+    batch_of: Callable[[_Item], Batch],
+    answer: Callable[[list[_Item], list[list[Outcome]]], None],
+    *,
+    release_after: float,
+) -> None:
+    """A lane's loop, the same in a thread (``ThreadLane``) and in the commit process: wait
+    for a batch, commit it together with every batch queued up behind it (to ``MAX_GROUP``
+    deliveries) as one group, answer the group, until the stream of batches ends.
+
+    ``take(timeout)`` is the next item (``timeout`` None: however long it takes) and
+    ``take_queued()`` the next one already there; both return None at the end of the stream
+    and raise ``queue.Empty`` when nothing came. Idle for ``release_after``, the lane gives
+    its connection back to the pool. A group is answered before the lane stops, so an end of
+    the stream behind it loses nothing.
+    """
+    while True:
+        try:
+            first = take(release_after)
+        except queue.Empty:
+            committer.release()  # idle: hold no connection while waiting
+            first = take(None)
+        if first is None:
+            return
+        group, ended = [first], False
+        size = len(batch_of(first).rows)
+        while size < MAX_GROUP:
+            try:
+                item = take_queued()
+            except queue.Empty:
+                break
+            if item is None:
+                ended = True
+                break
+            group.append(item)
+            size += len(batch_of(item).rows)
+        answer(group, committer.commit_batches([batch_of(item) for item in group]))
+        if ended:
+            return
+
+
 class ThreadLane:
     """Commits in a thread of this process: for an engine passed in (tests, the demo),
     which another process could not share."""
@@ -87,9 +134,7 @@ class ThreadLane:
     ) -> None:
         self._committer = GroupCommitter(engine, max_wait=max_wait)
         self._release_after = release_after
-        self._queue: queue.SimpleQueue[tuple[Batch, Done, asyncio.AbstractEventLoop] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[_Handed | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="nova-sink-writer", daemon=True)
         # Read on every delivery (``Thread.is_alive`` takes a lock each time).
         self._running = False
@@ -119,34 +164,25 @@ class ThreadLane:
             self._committer.release()
 
     def _serve(self) -> None:
-        while True:
-            try:
-                first = self._queue.get(timeout=self._release_after)
-            except queue.Empty:
-                self._committer.release()  # idle: hold no connection while waiting
-                first = self._queue.get()
-            if first is None:
-                return
-            group, stopping = [first], False
-            size = len(first[0].rows)
-            while size < MAX_GROUP:  # everything that queued up meanwhile
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                group.append(more)
-                size += len(more[0].rows)
-            outcomes = self._committer.commit_batches([batch for batch, _, _ in group])
+        def answer(group: list[_Handed], outcomes: list[list[Outcome]]) -> None:
             answers = [(done, out) for (_, done, _), out in zip(group, outcomes, strict=True)]
             # One wake-up of the event loop per group, whatever its size; a closed loop has
             # nobody waiting for these answers any more.
             with contextlib.suppress(RuntimeError):
-                first[2].call_soon_threadsafe(_deliver, answers)
-            if stopping:
-                return
+                group[0][2].call_soon_threadsafe(_deliver, answers)
+
+        serve_groups(
+            self._committer,
+            lambda timeout: self._queue.get(timeout=timeout),
+            self._queue.get_nowait,
+            _batch_of,
+            answer,
+            release_after=self._release_after,
+        )
+
+
+def _batch_of(handed: _Handed) -> Batch:
+    return handed[0]
 
 
 def _deliver(answers: list[tuple[Done, list[Outcome]]]) -> None:

@@ -11,30 +11,8 @@ The client's public names are re-exported here: ``from receiver.nova import Nova
 
 from __future__ import annotations
 
-from receiver.nova.client import (
-    MAX_RETRY_AFTER,
-    BatchSnapshot,
-    CreatedBatch,
-    LegacyBatch,
-    LegacyJobRef,
-    NovaClient,
-    NovaStats,
-    UnsafeIdError,
-    build_http_client,
-    normalize_status,
-    parse_retry_after,
-)
+from receiver.nova import client
+from receiver.nova.client import *  # noqa: F403 - exactly the names in the client's __all__
 
-__all__ = [
-    "MAX_RETRY_AFTER",
-    "BatchSnapshot",
-    "CreatedBatch",
-    "LegacyBatch",
-    "LegacyJobRef",
-    "NovaClient",
-    "NovaStats",
-    "UnsafeIdError",
-    "build_http_client",
-    "normalize_status",
-    "parse_retry_after",
-]
+# One list of public names, kept in the client: a copy here would have to follow every change there.
+__all__ = client.__all__

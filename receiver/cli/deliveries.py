@@ -16,7 +16,7 @@ from receiver.cli.common import (
     utcnow,
 )
 from receiver.cli.inspect import ALL, LIMIT, SINCE, UNTIL
-from receiver.cli.output import cell, print_json, print_record, print_table
+from receiver.cli.output import cell, print_json, print_listing, print_record
 from receiver.rows import json_row
 
 deliveries_app = typer.Typer(help="The webhook inbox.", no_args_is_help=True, rich_markup_mode=None)
@@ -68,10 +68,7 @@ def deliveries_list(
             until=parse_since(until, option="--until") if until else None,
             limit=None if every else limit,
         )
-    if as_json:
-        print_json([json_row(row) for row in rows])
-    else:
-        print_table(rows, DELIVERY_COLUMNS, "deliveries")
+    print_listing(rows, DELIVERY_COLUMNS, "deliveries", as_json=as_json)
 
 
 @deliveries_app.command("tail")

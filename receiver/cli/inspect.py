@@ -24,6 +24,7 @@ from receiver.cli.common import (
 from receiver.cli.output import (
     echo_plain,
     print_json,
+    print_listing,
     print_record,
     print_table,
     write_csv,
@@ -131,10 +132,7 @@ def results_list(
     flt = _filter(job, batch, application, status, since, until)
     with results_reader(database_settings()) as reader:
         rows = reader.list_results(flt, limit=None if every else limit)
-    if as_json:
-        print_json([json_row(row) for row in rows])
-    else:
-        print_table(rows, RESULT_COLUMNS, "results")
+    print_listing(rows, RESULT_COLUMNS, "results", as_json=as_json)
 
 
 @results_app.command("show")
@@ -196,10 +194,7 @@ def batches_list(
     """
     with store_for(settings()) as store:
         rows = store.list_batches(status=status, limit=None if every else limit)
-    if as_json:
-        print_json([json_row(row) for row in rows])
-    else:
-        print_table(rows, BATCH_COLUMNS, "batches")
+    print_listing(rows, BATCH_COLUMNS, "batches", as_json=as_json)
 
 
 @batches_app.command("show")

@@ -105,6 +105,16 @@ def print_table(
     console.print(table)
 
 
+def print_listing(
+    rows: Sequence[Mapping[Any, Any]], columns: Sequence[str], title: str, *, as_json: bool
+) -> None:
+    """A listing command's rows: a JSON array with ``--json``, else ``print_table``'s table."""
+    if as_json:
+        print_json([json_row(row) for row in rows])
+    else:
+        print_table(rows, columns, title)
+
+
 _MIN_FREE = 8  # a free-text column is never cut below this many characters
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import typer
 
 from receiver.cli.common import JSON_OPTION, fail, settings, store_for
-from receiver.cli.output import print_json, print_table
-from receiver.rows import json_row
+from receiver.cli.output import print_json, print_listing
 
 secrets_app = typer.Typer(
     help="Configured webhook secrets and their signature pins.",
@@ -58,10 +57,7 @@ def secrets_status(as_json: bool = JSON_OPTION) -> None:
                 "last_verified": last.get(pin.fingerprint),
             }
         )
-    if as_json:
-        print_json([json_row(row) for row in rows])
-    else:
-        print_table(rows, SECRET_COLUMNS, "secrets")
+    print_listing(rows, SECRET_COLUMNS, "secrets", as_json=as_json)
 
 
 @secrets_app.command("unpin")

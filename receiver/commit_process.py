@@ -277,7 +277,8 @@ class _FrameReader:
             self._fill()
 
     def take_queued(self) -> Any:
-        """The next frame if its first byte has arrived (the rest is waited for)."""
+        """The next frame if it is here or its bytes have begun to arrive (the rest is
+        waited for); ``queue.Empty`` when the socket has nothing new to read."""
         frame = self._cut()
         if frame is not _INCOMPLETE or self._eof:
             return None if frame is _INCOMPLETE else frame

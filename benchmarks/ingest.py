@@ -172,6 +172,22 @@ def _role(pid: int) -> str:
     return "commit" if b"receiver.commit_process" in argv else "serving"
 
 
+def commit_rss_mb(pid: int) -> float:
+    """RSS of the commit processes that ``pid`` started (0 when it runs none)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        child = int(entry.name)
+        if int(raw[raw.rindex(")") + 2 :].split()[1]) == pid and _role(child) == "commit":
+            total += rss_mb(child)
+    return total
+
+
 def tree_rss_mb(pid: int) -> float:
     """RSS of the serving process: the worker itself for one worker."""
     return rss_mb(pid)
@@ -282,12 +298,14 @@ def compare(
 
 
 def memory_check(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """RSS after 10,000 and after ``--memory-total`` deliveries (each body distinct)."""
+    """RSS of the serving and the commit process after 10,000 and after ``--memory-total``
+    deliveries (each body distinct)."""
     total = args.memory_total
     chunk = 100_000
     with database("sqlite", workdir, "memory") as url:
         proc = start_server("receiver", 1, url, workdir / "memory.log")
-        acked, sent, rss_10k, started = 0, 0, 0.0, time.perf_counter()
+        acked, sent, started = 0, 0, time.perf_counter()
+        rss_10k, commit_10k = 0.0, 0.0
         try:
             while sent < total:
                 size = 10_000 if sent == 0 else min(chunk, total - sent)
@@ -304,12 +322,13 @@ def memory_check(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 acked += res["ok"]
                 sent += size
                 if size == 10_000 and rss_10k == 0.0:
-                    rss_10k = rss_mb(proc.pid)
+                    rss_10k, commit_10k = rss_mb(proc.pid), commit_rss_mb(proc.pid)
                 print(
-                    f"memory: {sent:,} sent, {acked:,} 2xx, RSS {rss_mb(proc.pid):.1f} MB",
+                    f"memory: {sent:,} sent, {acked:,} 2xx, RSS {rss_mb(proc.pid):.1f} MB"
+                    f" (commit process {commit_rss_mb(proc.pid):.1f} MB)",
                     file=sys.stderr,
                 )
-            rss_n = rss_mb(proc.pid)
+            rss_n, commit_n = rss_mb(proc.pid), commit_rss_mb(proc.pid)
         finally:
             proc.stop()
         rows = count_rows(url)
@@ -317,7 +336,10 @@ def memory_check(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "deliveries": sent,
         "rss_after_10k_mb": rss_10k,
         "rss_after_all_mb": rss_n,
-        "growth_mb": rss_n - rss_10k,
+        "commit_rss_after_10k_mb": commit_10k,
+        "commit_rss_after_all_mb": commit_n,
+        # Both processes: the serving one and the commit process that holds the writer.
+        "growth_mb": (rss_n + commit_n) - (rss_10k + commit_10k),
         "target_mb": MEMORY_TARGET_MB,
         "rows": rows,
         "acked": acked,

@@ -138,14 +138,9 @@ def start_server(
     return proc
 
 
-def tree_cpu_seconds(pid: int) -> dict[str, float]:
-    """User + system CPU of ``pid`` and its descendants still alive (with what each reaped),
-    by role: ``commit`` for the commit processes (``receiver.commit_process``), ``serving``
-    for the rest. The split says which side a change moved the time to."""
-    import os
-
-    tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
+def _proc_stats() -> dict[int, list[str]]:
+    """``/proc/<pid>/stat`` of every process, the fields after the command's name."""
+    stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -153,8 +148,21 @@ def tree_cpu_seconds(pid: int) -> dict[str, float]:
             raw = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        stats[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / tick)
+        stats[int(entry.name)] = raw[raw.rindex(")") + 2 :].split()
+    return stats
+
+
+def tree_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU of ``pid`` and its descendants still alive (with what each reaped),
+    by role: ``commit`` for the commit processes (``receiver.commit_process``), ``serving``
+    for the rest. The split says which side a change moved the time to."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {
+        process: (int(fields[1]), sum(int(f) for f in fields[11:15]) / tick)
+        for process, fields in _proc_stats().items()
+    }
     roles = {"serving": 0.0, "commit": 0.0}
     frontier = [pid]
     while frontier:
@@ -174,18 +182,11 @@ def _role(pid: int) -> str:
 
 def commit_rss_mb(pid: int) -> float:
     """RSS of the commit processes that ``pid`` started (0 when it runs none)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "stat").read_text()
-        except OSError:
-            continue
-        child = int(entry.name)
-        if int(raw[raw.rindex(")") + 2 :].split()[1]) == pid and _role(child) == "commit":
-            total += rss_mb(child)
-    return total
+    return sum(
+        rss_mb(child)
+        for child, fields in _proc_stats().items()
+        if int(fields[1]) == pid and _role(child) == "commit"
+    )
 
 
 def tree_rss_mb(pid: int) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,10 @@ class FakeTime:
 
     def clock(self) -> float:
         return self.now
+
+    def take(self, begin: Callable[[], object], *, timeout: float = 5) -> None:
+        """``take_write_lock`` on this fake time."""
+        take_write_lock(begin, timeout=timeout, sleep=self.sleep, clock=self.clock)
 
 
 @pytest.fixture
@@ -78,9 +82,7 @@ def test_a_missed_write_lock_is_tried_again_soon_and_taken_as_soon_as_it_is_free
     holder: sqlite3.Connection, lane: sqlite3.Connection, free_after: int, waits: list[float]
 ) -> None:
     time = FakeTime(holder, free_after)
-    take_write_lock(
-        lambda: lane.execute("BEGIN IMMEDIATE"), timeout=5, sleep=time.sleep, clock=time.clock
-    )
+    time.take(lambda: lane.execute("BEGIN IMMEDIATE"))
     assert lane.in_transaction
     assert time.waits == pytest.approx(waits)
 
@@ -90,12 +92,7 @@ def test_a_write_lock_held_past_the_timeout_is_the_lock_error(
 ) -> None:
     time = FakeTime(holder, free_after=None)
     with pytest.raises(sqlite3.OperationalError, match="database is locked"):
-        take_write_lock(
-            lambda: lane.execute("BEGIN IMMEDIATE"),
-            timeout=0.05,
-            sleep=time.sleep,
-            clock=time.clock,
-        )
+        time.take(lambda: lane.execute("BEGIN IMMEDIATE"), timeout=0.05)
     assert not lane.in_transaction
     assert 0.05 <= sum(time.waits) <= 0.05 + 0.004
 
@@ -103,12 +100,7 @@ def test_a_write_lock_held_past_the_timeout_is_the_lock_error(
 def test_an_error_other_than_a_taken_lock_is_not_retried(lane: sqlite3.Connection) -> None:
     time = FakeTime(lane, free_after=None)
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
-        take_write_lock(
-            lambda: lane.execute("INSERT INTO missing VALUES (1)"),
-            timeout=5,
-            sleep=time.sleep,
-            clock=time.clock,
-        )
+        time.take(lambda: lane.execute("INSERT INTO missing VALUES (1)"))
     assert time.waits == []
 
 

@@ -280,6 +280,11 @@ class WriteLane:
     an index plan, and its look-ups are prepared once instead of planned on every run
     (``INDEXED_PLANS``; ``StoreBase._driver_sql``). The setting is reset before the
     connection goes back to the pool.
+
+    On SQLite the kept connection has no busy timeout while the lane holds it: its
+    transactions take the write lock by polling (``take_write_lock``, ``POLLED_WRITE_LOCK``)
+    instead of through SQLite's busy handler, whose long sleeps starved one worker's lane
+    while another's wrote. The busy timeout is set again before the connection goes back.
     """
 
     def __init__(self, engine: Engine) -> None:

@@ -154,8 +154,9 @@ def take_write_lock(
     For the writer's lane, which writes group after group: SQLite's busy handler sleeps 1,
     2, 5, 10, … up to 100 ms between tries whatever the lock does meanwhile, so a lane that
     missed the lock once slept through the next ones too while another lane (``serve
-    --workers 2``: one per worker) took it again and again; that lane's deliveries waited up
-    to 0.8 s (p99 110 to 830 ms at 64 connections; 21 to 44 ms polling, at about the same rate).
+    --workers 2``: one per worker) took it again and again. At 64 connections the p99 was
+    0.25 to 0.65 s; polling, 40 to 50 ms, for a few percent fewer deliveries a second
+    (benchmarks/README.md, seventh pass).
     """
     deadline = clock() + timeout
     wait = WRITE_LOCK_FIRST_WAIT

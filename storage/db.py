@@ -155,8 +155,9 @@ def take_write_lock(
     2, 5, 10, … up to 100 ms between tries whatever the lock does meanwhile, so a lane that
     missed the lock once slept through the next ones too while another lane (``serve
     --workers 2``: one per worker) took it again and again. At 64 connections the p99 was
-    0.25 to 0.65 s; polling, 40 to 50 ms, for a few percent fewer deliveries a second
-    (benchmarks/README.md, seventh pass).
+    0.25 to 0.65 s; polling, 40 to 50 ms, for 3 to 30 % fewer deliveries a second in
+    alternating pairs and the same ratio in the final run (benchmarks/README.md, seventh
+    pass).
     """
     deadline = clock() + timeout
     wait = WRITE_LOCK_FIRST_WAIT

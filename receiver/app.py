@@ -8,6 +8,7 @@ commit it before answering; ``ReceiverApp`` dispatches it ahead of Starlette's l
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from receiver.commit_process import ProcessLane
+from receiver.commit_process import SHARED_COMMIT_ENV, ProcessLane
 from receiver.errors import ConfigError
 from receiver.http_errors import ERROR_HANDLERS
 from receiver.logs import configure_logging
@@ -187,6 +188,8 @@ def _lane(settings: Settings, engine: Engine, *, owns_engine: bool) -> Lane:
         synchronous=settings.sqlite_synchronous,
         log_format=settings.resolved_log_format(),
         log_level=settings.log_level,
+        # Set by ``serve --workers N`` on SQLite: one commit process for all its workers.
+        shared=os.environ.get(SHARED_COMMIT_ENV),
     )
 
 

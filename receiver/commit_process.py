@@ -42,15 +42,15 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
 from receiver.commit import Batch, GroupCommitter, Outcome
 from receiver.ingest import Committed, Received
-from receiver.logs import configure_logging
+from receiver.logs import Format, configure_logging
 from receiver.writer import MAX_WAIT_SECONDS, RELEASE_AFTER_IDLE_SECONDS, Done, serve_groups
-from storage.db import make_engine
+from storage.db import Synchronous, make_engine
 from storage.errors import StoreUnavailable
 
 log = structlog.get_logger("nova_sink.commit")
@@ -59,6 +59,20 @@ _HEADER = struct.Struct("!I")
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
 RESTART_DELAY_SECONDS = 0.2
+# Where ``serve --workers N`` tells its workers that their shared commit process listens
+# (``receiver.commit_hub``); unset, each worker starts a commit process of its own.
+SHARED_COMMIT_ENV = "NOVA_SINK_COMMIT_SOCKET"
+
+
+class LaneConfig(NamedTuple):
+    """What a commit process is told first: its database, logging and bounds."""
+
+    database_url: str
+    synchronous: Synchronous
+    log_format: Format
+    log_level: str
+    max_wait: float = MAX_WAIT_SECONDS
+    release_after: float = RELEASE_AFTER_IDLE_SECONDS
 
 
 class CommitFailed(Exception):
@@ -129,15 +143,20 @@ class ProcessLane:
         self,
         database_url: str,
         *,
-        synchronous: str,
-        log_format: str,
+        synchronous: Synchronous,
+        log_format: Format,
         log_level: str,
         max_wait: float = MAX_WAIT_SECONDS,
         release_after: float = RELEASE_AFTER_IDLE_SECONDS,
+        shared: str | None = None,
     ) -> None:
-        self._config = (
+        # ``shared``: the socket of a commit process that ``serve --workers N`` started for
+        # all its workers (``receiver.commit_hub``), instead of a child of this process.
+        self._shared = shared
+        self._shared_pid: int | None = None
+        self._config = LaneConfig(
             database_url, synchronous, log_format, log_level, max_wait, release_after
-        )  # fmt: skip
+        )
         self._process: subprocess.Popen[bytes] | None = None
         self._transport: asyncio.Transport | None = None
         self._ready: asyncio.Future[int] | None = None
@@ -154,10 +173,15 @@ class ProcessLane:
     @property
     def pid(self) -> int | None:
         """The commit process's pid, while one runs."""
-        return self._process.pid if self._process is not None and self._running else None
+        if not self._running:
+            return None
+        return self._process.pid if self._process is not None else self._shared_pid
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._shared is not None:
+            await self._connect(loop, self._shared)
+            return
         ours, theirs = socket.socketpair()
         with theirs:
             # -P: ``-m`` would put the working directory first on the child's path, ahead
@@ -169,10 +193,20 @@ class ProcessLane:
                 stdin=subprocess.DEVNULL,
                 env=_child_environment(),
             )
+        await self._connect(loop, ours)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, to: socket.socket | str) -> None:
+        """Say hello (the configuration) over ``to`` (our end of the pair, or the shared
+        commit process's path) and wait for its ``ready``."""
         self._ready = loop.create_future()
-        transport, _ = await loop.create_unix_connection(
-            lambda: _Frames(self._on_frame, self._on_lost), sock=ours
-        )
+        protocol = lambda: _Frames(self._on_frame, self._on_lost)  # noqa: E731
+        try:
+            if isinstance(to, str):
+                transport, _ = await loop.create_unix_connection(protocol, path=to)
+            else:
+                transport, _ = await loop.create_unix_connection(protocol, sock=to)
+        except OSError as exc:  # the shared process's socket is gone: serve is stopping
+            raise StoreUnavailable(f"the commit process cannot be reached: {exc}") from None
         self._transport = transport
         transport.write(_frame(self._config))
         try:
@@ -181,8 +215,9 @@ class ProcessLane:
             transport.close()
             await self._reap()
             raise StoreUnavailable("the commit process did not start") from None
+        self._shared_pid = pid
         self._running = True
-        log.debug("commit_process_started", pid=pid)
+        log.debug("commit_process_started", pid=pid, shared=self._shared is not None)
 
     def send(self, batch: Batch, done: Done) -> None:
         assert self._transport is not None, "send before start"
@@ -286,6 +321,19 @@ class _FrameReader:
             raise queue.Empty
         return self.take()
 
+    def read_frames(self) -> list[Any]:
+        """Every frame complete after one read: for a socket that ``select`` found ready,
+        so that the read does not block. At end-of-file, ``ended`` is true."""
+        self._fill()
+        frames = []
+        while (frame := self._cut()) is not _INCOMPLETE:
+            frames.append(frame)
+        return frames
+
+    @property
+    def ended(self) -> bool:
+        return self._eof
+
     def _fill(self) -> None:
         data = self._sock.recv(self._chunk)
         if not data:
@@ -321,17 +369,11 @@ def serve(sock: socket.socket) -> None:
     config = frames.take()
     if config is None:
         return
-    database_url, synchronous, log_format, log_level, max_wait, release_after = config
-    configure_logging(log_format, log_level)
-    engine = make_engine(database_url, synchronous=synchronous)
-    committer = GroupCommitter(engine, max_wait=max_wait)
+    committer, release_after = open_committer(config)
     sock.sendall(_frame(("ready", os.getpid())))
 
     def answer(_batches: list[Batch], answers: list[list[Outcome]]) -> None:
-        for outcome in (outcome for outcomes in answers for outcome in outcomes):
-            if not isinstance(outcome, Committed | StoreUnavailable):
-                log.error("commit_failed", exc_info=outcome)
-        sock.sendall(_frame([[_encode(o) for o in outcomes] for outcomes in answers]))
+        sock.sendall(answers_frame(answers))
 
     try:
         serve_groups(
@@ -346,7 +388,24 @@ def serve(sock: socket.socket) -> None:
         return  # the parent is gone: nobody is waiting for these answers any more
     finally:
         committer.release()
-        engine.dispose()
+        committer.engine.dispose()
+
+
+def open_committer(config: LaneConfig) -> tuple[GroupCommitter, float]:
+    """The committer a configuration frame describes (logging set up as it says), and how
+    long the lane may idle before it gives its connection back."""
+    configure_logging(config.log_format, config.log_level)
+    engine = make_engine(config.database_url, synchronous=config.synchronous)
+    return GroupCommitter(engine, max_wait=config.max_wait), config.release_after
+
+
+def answers_frame(answers: list[list[Outcome]]) -> bytes:
+    """One group's answers, batch by batch, as a frame; failures other than an unavailable
+    database are logged here, where their traceback is."""
+    for outcome in (outcome for outcomes in answers for outcome in outcomes):
+        if not isinstance(outcome, Committed | StoreUnavailable):
+            log.error("commit_failed", exc_info=outcome)
+    return _frame([[_encode(o) for o in outcomes] for outcomes in answers])
 
 
 def main(argv: list[str]) -> None:
@@ -354,6 +413,15 @@ def main(argv: list[str]) -> None:
     # the parent decides when this process stops (by closing the pair), after draining.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if argv[1] == "--shared":  # receiver.commit_hub: one commit process for every worker
+        from receiver.commit_hub import serve_shared
+
+        with (
+            socket.socket(fileno=int(argv[2])) as listener,
+            socket.socket(fileno=int(argv[3])) as control,
+        ):
+            serve_shared(listener, control)
+        return
     with socket.socket(fileno=int(argv[1])) as sock:
         serve(sock)
 

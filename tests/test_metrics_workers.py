@@ -59,24 +59,6 @@ def test_every_scrape_of_a_two_worker_server_shows_every_delivery(tmp_path: Path
     assert counts == [float(DELIVERIES)] * SCRAPES
 
 
-@pytest.mark.slow
-def test_serve_warns_that_several_workers_take_turns_on_a_sqlite_file(tmp_path: Path) -> None:
-    """SQLite has one writer: two workers are slower than one there, and serve says so at
-    start; one worker, no warning."""
-    logs = {}
-    for workers in (2, 1):
-        server = serve(tmp_path, migrated_database(tmp_path / f"sink{workers}.db"), workers)
-        try:
-            server.wait_until_healthy()
-        finally:
-            server.stop()
-        logs[workers] = server.log_path.read_text()
-
-    assert "sqlite_workers" in logs[2]
-    assert "--workers is for PostgreSQL" in logs[2]
-    assert "sqlite_workers" not in logs[1]
-
-
 def test_a_configured_metrics_directory_is_emptied_at_start(tmp_path: Path) -> None:
     """Files of an earlier run would add their counts to this run's: they are removed."""
     (tmp_path / "counter_123.db").write_bytes(b"stale")

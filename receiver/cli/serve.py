@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 
 from receiver.cli.common import JSON_OPTION, open_engine, settings
 from receiver.cli.output import print_json
+from receiver.settings import Settings
 
 db_app = typer.Typer(
     help="Database schema: migrate and inspect.", no_args_is_help=True, rich_markup_mode=None
@@ -46,53 +50,67 @@ def serve(
     """
     import os
 
-    import structlog
     import uvicorn
 
     from receiver.logs import uvicorn_log_config
     from receiver.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_multiprocess_dir
-    from storage.db import sqlite_path
 
     cfg = settings()
     cfg.webhook_secrets()  # fail fast, with exit code 2, before binding a port
     # A SQLite file is migrated here; PostgreSQL must be at the current schema already.
     open_engine(cfg, create=True).dispose()
-    if workers > 1 and sqlite_path(cfg.database_url) is not None:
-        # Measured (benchmarks/README.md, seventh pass): 2 workers on SQLite answer fewer
-        # deliveries than one (6,300-7,150 against 9,450 req/s at 64 connections), p99 ~40 ms.
-        structlog.get_logger("nova_sink.serve").warning(
-            "sqlite_workers",
-            workers=workers,
-            note="SQLite has one writer: the workers' commit processes take turns on its "
-            "write lock, which is slower than one worker; --workers is for PostgreSQL",
-        )
     metrics_dir, created = None, False
     if workers > 1 or os.environ.get(MULTIPROC_ENV):
         # Several processes: metrics live in files the workers share (set before they start).
         metrics_dir, created = prepare_multiprocess_dir(os.environ.get(MULTIPROC_ENV))
         os.environ[MULTIPROC_ENV] = str(metrics_dir)
     try:
-        uvicorn.run(
-            "receiver.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            http=_http_protocol(),
-            # One limit for both parsers: h11 enforces it itself, httptools through our guard.
-            h11_max_incomplete_event_size=max_header_bytes,
-            timeout_graceful_shutdown=graceful_timeout,
-            # Idle keep-alive connections count against concurrency; Nova opens a new one.
-            timeout_keep_alive=5,
-            access_log=False,
-            server_header=False,
-            # uvicorn's own lines (the supervisor's too) in the same format as ours.
-            log_config=uvicorn_log_config(cfg.resolved_log_format(), cfg.log_level),
-            log_level=cfg.log_level,
-        )
+        with _shared_commit_process(cfg, workers):
+            uvicorn.run(
+                "receiver.app:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                http=_http_protocol(),
+                # One limit for both parsers: h11 enforces it itself, httptools through our guard.
+                h11_max_incomplete_event_size=max_header_bytes,
+                timeout_graceful_shutdown=graceful_timeout,
+                # Idle keep-alive connections count against concurrency; Nova opens a new one.
+                timeout_keep_alive=5,
+                access_log=False,
+                server_header=False,
+                # uvicorn's own lines (the supervisor's too) in the same format as ours.
+                log_config=uvicorn_log_config(cfg.resolved_log_format(), cfg.log_level),
+                log_level=cfg.log_level,
+            )
     finally:
         if metrics_dir is not None and created:
             remove_multiprocess_dir(metrics_dir)
+
+
+@contextmanager
+def _shared_commit_process(cfg: Settings, workers: int) -> Iterator[None]:
+    """With several workers on SQLite, one commit process for all of them: the file has one
+    writer, and a commit process per worker took turns on its lock (receiver.commit_hub)."""
+    import os
+
+    from receiver.commit_hub import SHARED_COMMIT_ENV, SharedCommitProcess
+    from receiver.commit_process import LaneConfig
+    from storage.db import sqlite_path
+
+    if workers == 1 or cfg.ingest_writer != "process" or sqlite_path(cfg.database_url) is None:
+        yield
+        return
+    config = LaneConfig(
+        cfg.database_url, cfg.sqlite_synchronous, cfg.resolved_log_format(), cfg.log_level
+    )
+    with SharedCommitProcess(config) as shared:
+        os.environ[SHARED_COMMIT_ENV] = shared.path  # the workers inherit it
+        try:
+            yield
+        finally:
+            del os.environ[SHARED_COMMIT_ENV]
 
 
 def _http_protocol() -> str:

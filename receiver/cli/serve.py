@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 
 from receiver.cli.common import JSON_OPTION, open_engine, settings
 from receiver.cli.output import print_json
-from receiver.settings import Settings
+
+if TYPE_CHECKING:  # pydantic is not for --help to import
+    from receiver.settings import Settings
 
 db_app = typer.Typer(
     help="Database schema: migrate and inspect.", no_args_is_help=True, rich_markup_mode=None

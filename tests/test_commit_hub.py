@@ -161,8 +161,8 @@ def test_a_killed_shared_commit_process_is_replaced_and_its_workers_connect_agai
 def test_the_shared_commit_process_stops_with_serve_and_leaves_no_socket(
     sqlite_engine: Engine,
 ) -> None:
-    """After the block: the process has exited and its private directory is gone; a worker
-    left connected sees end-of-file (503 from then on), never a hang."""
+    """After the block: the process has exited, and its socket's private directory (only
+    we may enter it) is gone."""
     with shared_for(sqlite_engine) as shared:
         pid, path = shared.pid, Path(shared.path)
         assert pid is not None

@@ -76,8 +76,8 @@ class SharedCommitProcess:
 
     def __init__(self, config: LaneConfig) -> None:
         self._config = config
-        self._dir = Path(tempfile.mkdtemp(prefix="nova-sink-"))  # 0700: ours alone
-        self.path = str(self._dir / "commit.sock")
+        self._dir: Path | None = None
+        self.path = ""
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -86,6 +86,8 @@ class SharedCommitProcess:
         self._watcher: threading.Thread | None = None
 
     def __enter__(self) -> SharedCommitProcess:
+        self._dir = Path(tempfile.mkdtemp(prefix="nova-sink-"))  # 0700: ours alone
+        self.path = str(self._dir / "commit.sock")
         try:
             self._listener.bind(self.path)
             self._listener.listen(_BACKLOG)
@@ -182,7 +184,8 @@ class SharedCommitProcess:
 
     def _close(self) -> None:
         self._listener.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
 
 # ---- in the commit process --------------------------------------------------------------

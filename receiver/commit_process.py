@@ -264,7 +264,7 @@ class ProcessLane:
             done([lost] * count)
         if was_running and not self._stopping:
             code = self._process.poll() if self._process is not None else None
-            log.error("commit_process_exited", code=code)
+            log.error("commit_process_exited", code=code, shared=self._shared is not None)
             self._restart = asyncio.ensure_future(self._start_again())
 
     async def _start_again(self) -> None:

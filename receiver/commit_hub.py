@@ -133,19 +133,23 @@ class SharedCommitProcess:
     def _start(self) -> None:
         """Start the process and wait until it is ready (``StoreUnavailable`` if it is not)."""
         ours, theirs = socket.socketpair()
-        with theirs:
-            fds = (self._listener.fileno(), theirs.fileno())
-            argv = [sys.executable, "-P", "-m", "receiver.commit_process", "--shared"]
-            process = subprocess.Popen(  # noqa: S603 - this interpreter, our module
-                [*argv, *map(str, fds)],
-                pass_fds=fds,
-                stdin=subprocess.DEVNULL,
-                env=_child_environment(),
-            )
-        ours.sendall(_frame(self._config))
         try:
+            with theirs:
+                fds = (self._listener.fileno(), theirs.fileno())
+                argv = [sys.executable, "-P", "-m", "receiver.commit_process", "--shared"]
+                process = subprocess.Popen(  # noqa: S603 - this interpreter, our module
+                    [*argv, *map(str, fds)],
+                    pass_fds=fds,
+                    stdin=subprocess.DEVNULL,
+                    env=_child_environment(),
+                )
+        except OSError as exc:  # out of processes or descriptors: retried like a crash
+            ours.close()
+            raise StoreUnavailable(f"the shared commit process cannot start: {exc}") from None
+        try:
+            ours.sendall(_frame(self._config))
             ready = _FrameReader(ours).take(START_TIMEOUT_SECONDS)
-        except queue.Empty:
+        except (OSError, queue.Empty):  # it died at once, or never said ready
             ready = None
         if ready is None:
             ours.close()

@@ -221,3 +221,18 @@ def children_of(parent: int) -> list[tuple[int, bytes]]:
         if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
             found.append((int(entry.name), argv))
     return found
+
+
+def test_a_shared_commit_process_that_cannot_start_is_an_error_that_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit process that dies before it is ready (here: a database URL no driver
+    knows) fails ``serve``'s start with ``StoreUnavailable``, and no socket is left."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    shared = SharedCommitProcess(LaneConfig("nosuchdriver://x", "FULL", "json", "warning"))
+
+    with pytest.raises(StoreUnavailable, match="did not start"), shared:
+        pass
+
+    assert list(tmp_path.iterdir()) == []

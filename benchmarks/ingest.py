@@ -1,11 +1,12 @@
 """Ingest throughput: signed, unique ``score.completed`` deliveries/s, receiver vs a bare app.
 
 The load generator is ``wrk`` (one thread, a Lua script feeding distinct pre-signed bodies,
-each sent once: ``benchmarks/_wrk.py``; installed with apt-get when missing). Both apps run
-under the same real uvicorn (1 process, uvloop + httptools, no access log, log level
-warning), and every receiver run is followed, in the same round, by a run of the bare
-Starlette app (``_bare_app.py``: reads the body, answers 200), so the ratio compares runs
-seconds apart on the same loaded machine.
+each sent once: ``benchmarks/_wrk.py``; installed with apt-get when missing). The receiver
+runs as users run it, ``nova-sink serve`` (uvicorn inside; uvloop + httptools, no access
+log, log level warning), and every receiver run is followed, in the same round, by a run of
+the bare Starlette app (``_bare_app.py``: reads the body, answers 200) under uvicorn with
+the same loop and parser, so the ratio compares runs seconds apart on the same loaded
+machine.
 
 - databases: a fresh migrated SQLite file (``SQLITE_SYNCHRONOUS=FULL``) and a scratch
   PostgreSQL database on the local server (``synchronous_commit`` on), both per run;
@@ -34,6 +35,7 @@ from typing import Any
 from _common import (
     BENCH_DIR,
     PYTHON,
+    ROOT,
     Proc,
     clean_env,
     dump_json,
@@ -110,22 +112,28 @@ def count_rows(url: str) -> int:
 def start_server(
     kind: str, workers: int, url: str | None, log: Path, tree: Path | None = None
 ) -> Proc:
-    """``kind``: ``receiver`` (this tree), ``base`` (the receiver of ``tree``), ``bare``."""
+    """``kind``: ``receiver`` (this tree), ``base`` (the receiver of ``tree``), ``bare``.
+
+    A receiver runs as users run it, ``nova-sink serve`` (uvicorn inside, with serve's own
+    settings: the request-head guard, no ``server`` header); the bare app under uvicorn with
+    the same event loop and HTTP parser."""
     env = clean_env(LOG_LEVEL="warning", LOG_FORMAT="json")
-    if url is not None:
-        env.update(NOVA_WEBHOOK_SECRETS=SECRET, DATABASE_URL=url, SQLITE_SYNCHRONOUS="FULL")
     port = free_port()
-    if kind == "base":
-        assert tree is not None, "a base run needs the exported tree"
-        assert workers == 1, "the base runs one worker"
-        app, app_dir = "receiver.app:create_app", tree
-        proc = start_uvicorn(app, port=port, log_path=log, env=env, app_dir=app_dir)
+    if kind != "bare":
+        assert url is not None, "a receiver needs a database"
+        assert kind == "receiver" or tree is not None, "a base run needs the exported tree"
+        root = ROOT if kind == "receiver" else tree
+        # -P and PYTHONPATH: the tree's own receiver, whatever is installed in the venv.
+        env.update(
+            NOVA_WEBHOOK_SECRETS=SECRET, DATABASE_URL=url, SQLITE_SYNCHRONOUS="FULL",
+            PYTHONPATH=str(root),
+        )  # fmt: skip
+        argv = [PYTHON, "-P", "-m", "receiver.cli", "serve", "--port", str(port)]
+        proc = start_process(
+            [*argv, "--workers", str(workers)], port=port, log_path=log, env=env, cwd=root
+        )
     elif workers == 1:
-        app = "receiver.app:create_app" if kind == "receiver" else "_bare_app:create_app"
-        proc = start_uvicorn(app, port=port, log_path=log, env=env)
-    elif kind == "receiver":
-        argv = [PYTHON, "-m", "receiver.cli", "serve", "--port", str(port), "--workers", "2"]
-        proc = start_process(argv, port=port, log_path=log, env=env)
+        proc = start_uvicorn("_bare_app:create_app", port=port, log_path=log, env=env)
     else:
         loop, http = uvicorn_impl()
         argv = [

@@ -38,7 +38,6 @@ class GroupCommitter:
     """
 
     def __init__(self, engine: Engine, *, max_wait: float) -> None:
-        self.engine = engine
         self._lane = WriteLane(engine)
         self._max_wait = max_wait
 

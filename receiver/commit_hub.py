@@ -202,22 +202,20 @@ def serve_shared(listener: socket.socket, control: socket.socket) -> None:
     config = _FrameReader(control).take()
     if config is None:
         return
-    committer, release_after = open_committer(config)
     hub = _Hub(listener, control)
-    control.sendall(_frame(("ready", os.getpid())))
-    try:
-        serve_groups(
-            committer,
-            hub.take,
-            hub.take_queued,
-            lambda item: item[1],
-            hub.answer,
-            release_after=release_after,
-        )
-    finally:
-        hub.close()
-        committer.release()
-        committer.engine.dispose()
+    with open_committer(config) as committer:
+        control.sendall(_frame(("ready", os.getpid())))
+        try:
+            serve_groups(
+                committer,
+                hub.take,
+                hub.take_queued,
+                lambda item: item[1],
+                hub.answer,
+                release_after=config.release_after,
+            )
+        finally:
+            hub.close()
 
 
 class _Hub:

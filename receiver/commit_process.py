@@ -39,7 +39,8 @@ import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -153,7 +154,7 @@ class ProcessLane:
         # ``shared``: the socket of a commit process that ``serve --workers N`` started for
         # all its workers (``receiver.commit_hub``), instead of a child of this process.
         self._shared = shared
-        self._shared_pid: int | None = None
+        self._pid: int | None = None  # what the commit process said in its ``ready``
         self._config = LaneConfig(
             database_url, synchronous, log_format, log_level, max_wait, release_after
         )
@@ -173,9 +174,7 @@ class ProcessLane:
     @property
     def pid(self) -> int | None:
         """The commit process's pid, while one runs."""
-        if not self._running:
-            return None
-        return self._process.pid if self._process is not None else self._shared_pid
+        return self._pid if self._running else None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -215,7 +214,7 @@ class ProcessLane:
             transport.close()
             await self._reap()
             raise StoreUnavailable("the commit process did not start") from None
-        self._shared_pid = pid
+        self._pid = pid
         self._running = True
         log.debug("commit_process_started", pid=pid, shared=self._shared is not None)
 
@@ -369,34 +368,37 @@ def serve(sock: socket.socket) -> None:
     config = frames.take()
     if config is None:
         return
-    committer, release_after = open_committer(config)
-    sock.sendall(_frame(("ready", os.getpid())))
 
     def answer(_batches: list[Batch], answers: list[list[Outcome]]) -> None:
         sock.sendall(answers_frame(answers))
 
-    try:
-        serve_groups(
-            committer,
-            lambda timeout: _batch(frames.take(timeout)),
-            lambda: _batch(frames.take_queued()),
-            lambda batch: batch,
-            answer,
-            release_after=release_after,
-        )
-    except (BrokenPipeError, ConnectionResetError):
-        return  # the parent is gone: nobody is waiting for these answers any more
-    finally:
-        committer.release()
-        committer.engine.dispose()
+    with open_committer(config) as committer:
+        sock.sendall(_frame(("ready", os.getpid())))
+        try:
+            serve_groups(
+                committer,
+                lambda timeout: _batch(frames.take(timeout)),
+                lambda: _batch(frames.take_queued()),
+                lambda batch: batch,
+                answer,
+                release_after=config.release_after,
+            )
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the parent is gone: nobody is waiting for these answers any more
 
 
-def open_committer(config: LaneConfig) -> tuple[GroupCommitter, float]:
-    """The committer a configuration frame describes (logging set up as it says), and how
-    long the lane may idle before it gives its connection back."""
+@contextmanager
+def open_committer(config: LaneConfig) -> Iterator[GroupCommitter]:
+    """The committer a configuration frame describes (logging set up as it says), for the
+    block; its connection given back and its engine disposed of afterwards."""
     configure_logging(config.log_format, config.log_level)
     engine = make_engine(config.database_url, synchronous=config.synchronous)
-    return GroupCommitter(engine, max_wait=config.max_wait), config.release_after
+    committer = GroupCommitter(engine, max_wait=config.max_wait)
+    try:
+        yield committer
+    finally:
+        committer.release()
+        engine.dispose()
 
 
 def answers_frame(answers: list[list[Outcome]]) -> bytes:

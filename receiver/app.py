@@ -8,6 +8,7 @@ commit it before answering; ``ReceiverApp`` dispatches it ahead of Starlette's l
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,7 @@ from receiver.logs import configure_logging
 from receiver.metrics import CONTENT_TYPE, Metrics
 from receiver.read_api import ReadApi
 from receiver.settings import Settings, load_settings
+from receiver.supervision import stop_when_orphaned, supervisor_pid
 from receiver.ui.routes import dashboard_routes
 from receiver.webhook import PATH, WebhookEndpoint
 from receiver.writer import Lane, ThreadLane
@@ -209,14 +211,20 @@ def create_app(
     receiver = Receiver(settings, engine=db, lane=lane, now=now, metrics=Metrics())
 
     webhook = receiver.webhook
+    supervisor = supervisor_pid()  # a worker of ``serve --workers N``: stop without it
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(webhook.load_pins)
         await webhook.writer.start()
+        watchdog = (
+            None if supervisor is None else asyncio.create_task(stop_when_orphaned(supervisor))
+        )
         try:
             yield
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             # Drain: every queued delivery is committed (and answered) before we exit.
             await webhook.writer.stop()
             if owns_engine:

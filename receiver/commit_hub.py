@@ -26,6 +26,7 @@ again; if a worker dies, its batches still commit and their answers are dropped.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import queue
 import select
@@ -216,12 +217,27 @@ def serve_shared(listener: socket.socket, control: socket.socket) -> None:
             )
         finally:
             hub.close()
+    _remove_socket(listener)
+
+
+def _remove_socket(listener: socket.socket) -> None:
+    """Remove the socket and its private directory once ``serve`` has closed the control
+    socket: ``serve`` does it too when it stops, but not when it was killed (-9)."""
+    path = Path(listener.getsockname())
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: not ours to remove
+        path.parent.rmdir()
 
 
 class _Hub:
     """The workers' batches, as one stream for ``serve_groups``: ``(worker, batch)`` items,
-    in the order they arrived; None once ``serve`` has closed the control socket and every
-    batch that came before has been taken."""
+    in the order they arrived; None once ``serve`` has closed the control socket, every
+    worker has disconnected, and every batch that came before has been taken.
+
+    ``serve`` closes the control socket after its workers have stopped, unless it was
+    killed: then its workers, which notice and stop (``receiver.supervision``), still have
+    their batches in hand committed here while they drain.
+    """
 
     def __init__(self, listener: socket.socket, control: socket.socket) -> None:
         self._listener = listener
@@ -229,6 +245,7 @@ class _Hub:
         self._readers: dict[socket.socket, _FrameReader] = {}
         self._hello: set[socket.socket] = set()  # connected, configuration not yet read
         self._queue: collections.deque[_Item] = collections.deque()
+        self._serve_gone = False  # the control socket has ended: accept no one new
         self._ended = False
 
     def take(self, timeout: float | None) -> _Item | None:
@@ -268,15 +285,15 @@ class _Hub:
             self._drop(worker)
 
     def _poll(self, timeout: float | None) -> None:
-        watched = [self._control, *self._readers] + ([] if self._ended else [self._listener])
-        for sock in select.select(watched, [], [], timeout)[0]:
+        serve = [] if self._serve_gone else [self._control, self._listener]
+        for sock in select.select([*serve, *self._readers], [], [], timeout)[0]:
             if sock is self._listener:
                 self._accept()
             elif sock is self._control:
-                if not sock.recv(1 << 16):
-                    self._ended = True  # serve is stopping: its workers are gone
-            else:
+                self._serve_gone = not sock.recv(1 << 16)
+            elif sock in self._readers:  # not dropped by an earlier one of this round
                 self._read(sock)
+        self._ended = self._serve_gone and not self._readers
 
     def _accept(self) -> None:
         worker, _ = self._listener.accept()

@@ -4,8 +4,12 @@ runs on SQLite. Real processes, real sockets, a real SQLite file."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -236,3 +240,112 @@ def test_a_shared_commit_process_that_cannot_start_is_an_error_that_leaves_nothi
         pass
 
     assert list(tmp_path.iterdir()) == []
+
+
+# A stand-in for serve: it holds the shared commit process, and the test kills it.
+_SERVE_STAND_IN = """
+import sys, time
+from receiver.commit_hub import SharedCommitProcess
+from receiver.commit_process import LaneConfig
+with SharedCommitProcess(LaneConfig(sys.argv[1], "FULL", "json", "warning")) as shared:
+    print("READY", shared.path, shared.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_with_serve_killed_the_commit_process_still_commits_for_a_draining_worker(
+    sqlite_engine: Engine,
+) -> None:
+    """kill -9 of serve ends the control socket while a worker is still draining: that
+    worker's batches are still committed, and once it disconnects the process exits and
+    removes its socket and private directory, which serve could no longer do."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _SERVE_STAND_IN, str(sqlite_engine.url)], stdout=subprocess.PIPE
+    ) as stand_in:
+        assert stand_in.stdout is not None
+        try:
+            line = b""
+            while not line.startswith(b"READY "):  # the processes' log lines come first
+                line = stand_in.stdout.readline()
+                assert line, "the stand-in for serve exited"
+            socket_path, pid = line.split()[1:]
+            lane = ProcessLane(
+                str(sqlite_engine.url), synchronous="FULL", log_format="json", log_level="warning",
+                shared=socket_path.decode(),
+            )  # fmt: skip
+
+            async def scenario() -> tuple[str, str]:
+                (writer,) = await started_writers([lane])
+                try:
+                    before = await writer.submit(received("m_1", score_completed("sj_1")))
+                    stand_in.kill()
+                    stand_in.wait()
+                    after = await writer.submit(received("m_2", score_completed("sj_2")))
+                    return before.status, after.status
+                finally:
+                    await writer.stop()
+
+            assert asyncio.run(scenario()) == ("applied", "applied")
+        finally:
+            stand_in.kill()
+    assert_exits(int(pid))
+    assert not Path(socket_path.decode()).parent.exists()
+    assert stored_jobs(sqlite_engine) == ["sj_1", "sj_2"]
+
+
+def test_serve_killed_with_workers_leaves_no_process_socket_or_port_behind(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of ``serve --workers 2`` on SQLite: uvicorn's workers would hold the port on
+    their own; they notice that serve is gone and stop, the commit process follows once
+    they have disconnected and removes its socket, and a new serve could bind the port."""
+    database_url = migrated_database(tmp_path / "sink.db")
+    port = free_port()
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = server_env(database_url, secret=SECRET) | {"TMPDIR": str(temporary)}
+    log_path = tmp_path / "serve.log"
+    proc = start_cli_process(
+        tmp_path, "serve", "--port", str(port), "--workers", "2", env=env, log_path=log_path
+    )
+    server = Server(proc, port, log_path, database_url, workers=2)
+    try:
+        server.wait_until_healthy()
+        delivery = signed_score_completed()
+        answer = httpx.post(server.webhook_url, content=delivery.body, headers=delivery.headers)
+        assert answer.status_code == 200, answer.text
+        children = children_of(proc.pid)
+        assert sum(b"spawn_main" in argv for _, argv in children) == 2  # the workers
+        assert sum(b"receiver.commit_process" in argv for _, argv in children) == 1
+        assert len(commit_directories(temporary)) == 1
+
+        proc.kill()
+        proc.wait()
+        for pid, _ in children:  # multiprocessing's resource tracker too
+            assert_exits(pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left, if the test failed
+    assert commit_directories(temporary) == []
+    with socket.create_server(("127.0.0.1", port)):  # the port is free again
+        pass
+    assert "supervisor_gone" in server.output()
+
+
+def commit_directories(temporary: Path) -> list[Path]:
+    """The commit sockets' private directories (not the workers' metrics directory)."""
+    return [path for path in temporary.iterdir() if not path.name.startswith("nova-sink-metrics")]
+
+
+def assert_exits(pid: int, within: float = 30.0) -> None:
+    """``pid`` has exited (or is a zombie nobody reaps: this sandbox's init may not)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return
+        if state[state.rindex(")") + 2] == "Z":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} still runs after {within} s")

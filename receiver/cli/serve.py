@@ -57,6 +57,7 @@ def serve(
 
     from receiver.logs import uvicorn_log_config
     from receiver.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_multiprocess_dir
+    from receiver.supervision import SUPERVISOR_ENV
 
     cfg = settings()
     cfg.webhook_secrets()  # fail fast, with exit code 2, before binding a port
@@ -67,6 +68,8 @@ def serve(
         # Several processes: metrics live in files the workers share (set before they start).
         metrics_dir, created = prepare_multiprocess_dir(os.environ.get(MULTIPROC_ENV))
         os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    if workers > 1:  # each worker stops if serve is killed (receiver.supervision)
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
     try:
         with _shared_commit_process(cfg, workers):
             uvicorn.run(
@@ -88,6 +91,7 @@ def serve(
                 log_level=cfg.log_level,
             )
     finally:
+        os.environ.pop(SUPERVISOR_ENV, None)
         if metrics_dir is not None and created:
             remove_multiprocess_dir(metrics_dir)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,36 +12,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from storage import schema
-from storage.db import make_engine
 from storage.records import inbox_key, storable_webhook_id
 from tests.factories import NOW
+from tests.old_schemas import BACKENDS, database_at
 
 
-@pytest.fixture(
-    name="old_engine", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(name="old_engine", params=BACKENDS)
 def fixture_old_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A database migrated to 0001 only (SQLite file or a fresh PostgreSQL schema)."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        schema.upgrade(engine, "0001")
+    with database_at("0001", request.param, request, tmp_path) as engine:
         yield engine
-        engine.dispose()
-        return
-    url: str = request.getfixturevalue("postgres_url")
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-    engine = make_engine(f"{url}?options=-csearch_path%3D{name}")
-    try:
-        schema.upgrade(engine, "0001")
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-        admin.dispose()
 
 
 def sha(body: bytes) -> str:

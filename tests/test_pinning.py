@@ -24,6 +24,7 @@ from receiver.signatures import TIMESTAMP_HEADER, fingerprint, sign, verify
 from storage.db import transaction
 from tests.cli_helpers import Ran, run_cli_subprocess, scrubbed_env
 from tests.factories import NOW, SECOND_SECRET, SECRET, score_completed
+from tests.old_schemas import BACKENDS, database_at
 from tests.servers import migrated_database
 
 URL = "/webhooks/nova"
@@ -287,45 +288,17 @@ def test_secrets_status_shows_construction_and_how_it_was_set(tmp_path: Path) ->
 # ---- migration 0003 ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_migration_adds_pins_and_keeps_existing_rows(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """0002 → head on a database holding a delivery: the row stays, pins become available."""
-    import uuid
-
-    import sqlalchemy as sa
-
     from storage import schema
-    from storage.db import make_engine
-    from tests.factories import inbound
+    from tests.test_migration_0002 import insert_old_rows
 
-    if backend == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        cleanup: Callable[[], None] = lambda: None  # noqa: E731 - nothing to drop
-    else:
-        url = request.getfixturevalue("postgres_url")
-        name = f"t_{uuid.uuid4().hex[:16]}"
-        admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-        engine = make_engine(f"{url}?options=-csearch_path%3D{name}")
-
-        def cleanup() -> None:
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-            admin.dispose()
-
-    try:
-        assert schema.upgrade(engine, "0002") == "0002"  # the revision before pins
-        with transaction(engine) as store:
-            store.record_delivery(inbound("msg_old"), outcome="applied", now=NOW)
+    with database_at("0002", backend, request, tmp_path) as engine:
+        insert_old_rows(engine)  # as the revision before pins stored them
         assert schema.upgrade(engine) == schema.HEAD
         with transaction(engine) as store:
-            assert store.get_delivery("msg_old") is not None
+            assert store.get_delivery("msg_1") is not None
             assert store.claim_pin("fp_a", "body", now=NOW) == "body"
-    finally:
-        engine.dispose()
-        cleanup()

@@ -264,6 +264,97 @@ def test_get_delivery_by_id_webhook_id_or_key(engine: Engine) -> None:
     assert by_key["webhook_id"] is None
 
 
+def test_get_delivery_finds_a_key_with_and_without_a_job(engine: Engine) -> None:
+    """No index starts with the key (storage.models.Delivery): a key is still found, for
+    deliveries of a scoring job and for those without one."""
+    with transaction(engine) as store:
+        for n in range(3):
+            store.record_delivery(inbound(f"sha256:{n}", scoring_job_id=f"sj_{n}"),
+                                  outcome="applied", now=NOW)  # fmt: skip
+        store.record_delivery(
+            inbound("sha256:test", event="test", scoring_job_id=None, webhook_id=None),
+            outcome="recorded",
+            now=NOW,
+        )
+    with transaction(engine, write=False) as store:
+        with_job = store.get_delivery("sha256:1")
+        without_job = store.get_delivery("sha256:test")
+        nothing = store.get_delivery("sha256:none")
+    assert with_job is not None
+    assert with_job["scoring_job_id"] == "sj_1"
+    assert without_job is not None
+    assert without_job["event"] == "test"
+    assert nothing is None
+
+
+def test_get_delivery_by_a_number_no_id_can_be_is_none(engine: Engine) -> None:
+    """Twenty digits are no row's id (nor too large for the driver): not found, no error."""
+    with transaction(engine) as store:
+        store.record_delivery(inbound("msg_1"), outcome="applied", now=NOW)
+    with transaction(engine, write=False) as store:
+        assert store.get_delivery("9" * 20) is None
+
+
+def test_the_same_key_without_and_with_a_job_is_one_row_each(engine: Engine) -> None:
+    """Each of the inbox's unique indexes counts attempts on its own rows: a key repeated
+    without a job adds an attempt, and so does a key repeated for the same job."""
+    jobless = inbound("sha256:k", event=None, scoring_job_id=None)
+    for now in (NOW, at(1)):
+        with transaction(engine) as store:
+            store.record_deliveries(
+                [(jobless, "stored-unparsed"), (inbound("sha256:j"), "applied")], now=now
+            )
+    rows = {(r["delivery_key"], r["scoring_job_id"]): r["attempts"] for r in deliveries(engine)}
+    assert rows == {("sha256:k", None): 2, ("sha256:j", "sj_1"): 2}
+
+
+def test_a_replay_that_finds_a_job_already_holding_the_key_leaves_the_row_without_one(
+    engine: Engine,
+) -> None:
+    """A body stored unparsed (no job id), then the same body stored for its job after an
+    upgrade that parses it: replaying the first must not make the key twice in the job's
+    unique index. The row keeps no job id; its event is still filled in."""
+    with transaction(engine) as store:
+        store.record_delivery(inbound("sha256:k", event=None, scoring_job_id=None),
+                              outcome="stored-unparsed", now=NOW)  # fmt: skip
+        store.record_delivery(
+            inbound("sha256:k", scoring_job_id="sj_1"), outcome="applied", now=NOW
+        )
+    first = min(deliveries(engine), key=lambda row: int(str(row["id"])))
+    with transaction(engine) as store:
+        store.update_delivery(
+            int(str(first["id"])),
+            replay_outcome="duplicate",
+            replayed_at=at(1),
+            event="score.completed",
+            scoring_job_id="sj_1",
+            batch_id=None,
+        )
+    rows = sorted(deliveries(engine), key=lambda row: int(str(row["id"])))
+    assert [(row["scoring_job_id"], row["event"]) for row in rows] == [
+        (None, "score.completed"),
+        ("sj_1", "score.completed"),
+    ]
+
+
+def test_a_replay_fills_in_the_job_id_it_finds(engine: Engine) -> None:
+    with transaction(engine) as store:
+        store.record_delivery(inbound("sha256:k", event=None, scoring_job_id=None),
+                              outcome="stored-unparsed", now=NOW)  # fmt: skip
+    (row,) = deliveries(engine)
+    with transaction(engine) as store:
+        store.update_delivery(
+            int(str(row["id"])),
+            replay_outcome="applied",
+            replayed_at=at(1),
+            event="score.completed",
+            scoring_job_id="sj_1",
+            batch_id="b_1",
+        )
+    (row,) = deliveries(engine)
+    assert (row["scoring_job_id"], row["batch_id"]) == ("sj_1", "b_1")
+
+
 def test_purge_bodies_drops_only_old_bodies(engine: Engine) -> None:
     """Purging keeps the rows and newer bodies, and is idempotent."""
     with transaction(engine) as store:

@@ -48,16 +48,37 @@ def job_insert(dialect: str) -> Any:
 
 
 @functools.cache
-def delivery_upsert(dialect: str) -> Any:
-    """Insert an inbox row, or count one more attempt on it; returns the attempts."""
+def delivery_upsert(dialect: str, *, with_job: bool) -> Any:
+    """Insert an inbox row, or count one more attempt on it; returns the attempts.
+
+    ``with_job``: the delivery has a scoring job id; its row is unique by job and key, the
+    others by key alone (``storage.models.Delivery``)."""
     stmt = dialect_insert(dialect)(DELIVERIES)
+    elements, where = _INBOX_IDENTITY[with_job]
     return stmt.on_conflict_do_update(
-        index_elements=["delivery_key"],
+        index_elements=list(elements),
+        index_where=sa.text(where),
         set_={
             "attempts": d.attempts + stmt.excluded.attempts,
             "last_received_at": stmt.excluded.last_received_at,
         },
     ).returning(d.attempts)
+
+
+# The inbox's two unique indexes, as an upsert names them: (columns, the index's WHERE).
+_INBOX_IDENTITY = {
+    True: (("scoring_job_id", "delivery_key"), "scoring_job_id IS NOT NULL"),
+    False: (("delivery_key",), "scoring_job_id IS NULL"),
+}
+
+
+def _inbox_conflict(with_job: bool) -> str:
+    elements, where = _INBOX_IDENTITY[with_job]
+    return (
+        f" ON CONFLICT ({', '.join(elements)}) WHERE {where} DO UPDATE SET"
+        " attempts = delivery.attempts + excluded.attempts,"
+        " last_received_at = excluded.last_received_at"
+    )
 
 
 def id_list_param(dialect: str, ids: Sequence[str]) -> Any:
@@ -139,7 +160,9 @@ class HotSql:
     # Insert new results. SQLite: executemany of rows; PostgreSQL: one statement over the
     # rows as one JSON parameter (``job_records``) that returns the ids it inserted.
     insert_jobs: str
+    # Insert inbox rows, or count attempts: those with a scoring job id, and the others.
     upsert_deliveries: str
+    upsert_deliveries_without_job: str
     # What a commit group needs to know before it writes: rows (0, application id, NULL)
     # for the application ids of a list that ``erase`` tombstoned, and (1, webhook id,
     # body hash) for the stored deliveries whose webhook id is in a second list. Both in
@@ -209,15 +232,16 @@ def _placeholders(style: str, n: int) -> str:
     return ", ".join([style] * n)
 
 
+def _delivery_upsert_sql(style: str, *, with_job: bool) -> str:
+    return (
+        f"INSERT INTO delivery ({', '.join(DELIVERY_COLUMNS)})"  # noqa: S608 - our names
+        f" VALUES ({_placeholders(style, len(DELIVERY_COLUMNS))}){_inbox_conflict(with_job)}"
+    )
+
+
 @functools.cache
 def hot_sql(dialect: str) -> HotSql:
     jobs_cols = ", ".join((*RESULT_COLUMNS, *_GROUP_COLUMNS))
-    delivery_cols = ", ".join(DELIVERY_COLUMNS)
-    conflict = (
-        " ON CONFLICT (delivery_key) DO UPDATE SET"
-        " attempts = delivery.attempts + excluded.attempts,"
-        " last_received_at = excluded.last_received_at"
-    )
     if dialect == "postgresql":
         # The JSON columns arrive as JSON text (``job_row``): text in the record, cast back.
         types = {name: _pg_type(JOBS.c[name]) for name in RESULT_COLUMNS}
@@ -235,10 +259,8 @@ def hot_sql(dialect: str) -> HotSql:
                 f" SELECT {values}, %s, %s, %s, %s FROM json_to_recordset(%s::json) AS u({record})"
                 " ON CONFLICT (scoring_job_id) DO NOTHING RETURNING scoring_job_id"
             ),
-            upsert_deliveries=(
-                f"INSERT INTO delivery ({delivery_cols})"  # noqa: S608
-                f" VALUES ({_placeholders('%s', len(DELIVERY_COLUMNS))}){conflict}"
-            ),
+            upsert_deliveries=_delivery_upsert_sql("%s", with_job=True),
+            upsert_deliveries_without_job=_delivery_upsert_sql("%s", with_job=False),
             bump_counter=bump,
             prior_erased=(
                 "SELECT 0, application_id, NULL FROM erased_application"
@@ -269,10 +291,8 @@ def hot_sql(dialect: str) -> HotSql:
             f"INSERT INTO scoring_job ({jobs_cols}) VALUES ({_placeholders('?', n_jobs)})"  # noqa: S608
             " ON CONFLICT (scoring_job_id) DO NOTHING"
         ),
-        upsert_deliveries=(
-            f"INSERT INTO delivery ({delivery_cols})"  # noqa: S608
-            f" VALUES ({_placeholders('?', len(DELIVERY_COLUMNS))}){conflict}"
-        ),
+        upsert_deliveries=_delivery_upsert_sql("?", with_job=True),
+        upsert_deliveries_without_job=_delivery_upsert_sql("?", with_job=False),
         bump_counter=_BUMP_COUNTER,
         log_changes=(
             f"INSERT INTO result_change ({_CHANGE_COLUMNS})"  # noqa: S608

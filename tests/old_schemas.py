@@ -24,25 +24,21 @@ def database_at(
     revision: str, backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Engine]:
     """An engine on a new database migrated up to ``revision`` only."""
+    admin, name = None, f"t_{uuid.uuid4().hex[:16]}"
     if backend == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        try:
-            schema.upgrade(engine, revision)
-            yield engine
-        finally:
-            engine.dispose()
-        return
-    url: str = request.getfixturevalue("postgres_url")
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-    engine = make_engine(f"{url}?options=-csearch_path%3D{name}")
+    else:
+        url: str = request.getfixturevalue("postgres_url")
+        admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+        engine = make_engine(f"{url}?options=-csearch_path%3D{name}")
     try:
         schema.upgrade(engine, revision)
         yield engine
     finally:
         engine.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-        admin.dispose()
+        if admin is not None:
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+            admin.dispose()

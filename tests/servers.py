@@ -31,7 +31,7 @@ from receiver.serving import free_port
 from receiver.signatures import sign
 from storage import schema
 from storage.db import make_engine
-from tests.cli_helpers import scrubbed_env
+from tests.cli_helpers import scrubbed_env, start_cli_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_e2eSecretForTests0123456789"
@@ -185,6 +185,18 @@ def spawn_server(
             start_new_session=True,
         )
     return Server(proc, port, log_path, database_url, workers=workers or 1)
+
+
+def spawn_serve(
+    tmp_path: Path, database_url: str, env: Mapping[str, str], *, workers: int
+) -> Server:
+    """Start ``nova-sink serve --workers N`` (serve's own supervisor and, on SQLite, its
+    shared commit process) on a free port; does not wait for it."""
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    argv = ["serve", "--port", str(port), "--workers", str(workers)]
+    proc = start_cli_process(tmp_path, *argv, env=dict(env), log_path=log_path)
+    return Server(proc, port, log_path, database_url, workers=workers)
 
 
 @contextmanager

@@ -21,12 +21,10 @@ from sqlalchemy.engine import Engine
 
 from receiver.commit_hub import SharedCommitProcess
 from receiver.commit_process import LaneConfig, ProcessLane
-from receiver.serving import free_port
 from receiver.writer import Writer
 from storage.errors import StoreUnavailable
-from tests.cli_helpers import start_cli_process
 from tests.factories import NOW, received, score_completed
-from tests.servers import SECRET, Server, migrated_database, server_env
+from tests.servers import SECRET, migrated_database, server_env, spawn_serve
 from tests.servers import score_completed as signed_score_completed
 
 pytestmark = pytest.mark.slow  # each test starts Python child processes
@@ -181,13 +179,9 @@ def test_serve_with_two_workers_on_sqlite_runs_one_commit_process(tmp_path: Path
     """``nova-sink serve --workers 2`` on a SQLite file: deliveries reach both workers, all
     are stored, and a single commit process, a child of serve, committed them."""
     database_url = migrated_database(tmp_path / "sink.db")
-    port = free_port()
     env = server_env(database_url, secret=SECRET)
-    log_path = tmp_path / "serve.log"
-    proc = start_cli_process(
-        tmp_path, "serve", "--port", str(port), "--workers", "2", env=env, log_path=log_path
-    )
-    server = Server(proc, port, log_path, database_url, workers=2)
+    server = spawn_serve(tmp_path, database_url, env, workers=2)
+    proc = server.proc
     deliveries = [signed_score_completed() for _ in range(12)]
     try:
         server.wait_until_healthy()
@@ -300,15 +294,11 @@ def test_serve_killed_with_workers_leaves_no_process_socket_or_port_behind(
     their own; they notice that serve is gone and stop, the commit process follows once
     they have disconnected and removes its socket, and a new serve could bind the port."""
     database_url = migrated_database(tmp_path / "sink.db")
-    port = free_port()
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     env = server_env(database_url, secret=SECRET) | {"TMPDIR": str(temporary)}
-    log_path = tmp_path / "serve.log"
-    proc = start_cli_process(
-        tmp_path, "serve", "--port", str(port), "--workers", "2", env=env, log_path=log_path
-    )
-    server = Server(proc, port, log_path, database_url, workers=2)
+    server = spawn_serve(tmp_path, database_url, env, workers=2)
+    proc, port = server.proc, server.port
     try:
         server.wait_until_healthy()
         delivery = signed_score_completed()

@@ -17,17 +17,17 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.cli_helpers import scrubbed_env, start_cli_process
+from tests.cli_helpers import scrubbed_env
 from tests.servers import (
     SECRET,
     Server,
-    free_port,
     metric,
     migrated_database,
     raw_exchange,
     request_with_header,
     running_server,
     server_env,
+    spawn_serve,
 )
 
 pytestmark = pytest.mark.slow
@@ -126,20 +126,15 @@ def fixture_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     """`nova-sink serve --workers 2` on a free port, stopped after the module."""
     tmp_path = tmp_path_factory.mktemp("serve")
     url = migrated_database(tmp_path / "sink.db")
-    port = free_port()
     env = scrubbed_env(NOVA_WEBHOOK_SECRETS=SECRET, DATABASE_URL=url, LOG_FORMAT="json")
-    log_path = tmp_path / "serve.log"
-    proc = start_cli_process(
-        tmp_path, "serve", "--port", str(port), "--workers", "2", env=env, log_path=log_path
-    )
-    server = Server(proc, port, log_path, url, workers=2)
+    server = spawn_serve(tmp_path, url, env, workers=2)
     try:
         server.wait_until_healthy()
         yield server
     finally:
         server.signal(signal.SIGTERM)
         with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=20)
+            server.proc.wait(timeout=20)
         server.cleanup()
 
 

@@ -308,6 +308,21 @@ def test_the_same_key_without_and_with_a_job_is_one_row_each(engine: Engine) -> 
     assert rows == {("sha256:k", None): 2, ("sha256:j", "sj_1"): 2}
 
 
+def replayed(
+    engine: Engine, row: dict[str, object], *, scoring_job_id: str, batch_id: str | None
+) -> None:
+    """What ``deliveries replay`` records when a newer parser reads a score in ``row``."""
+    with transaction(engine) as store:
+        store.update_delivery(
+            int(str(row["id"])),
+            replay_outcome="applied",
+            replayed_at=at(1),
+            event="score.completed",
+            scoring_job_id=scoring_job_id,
+            batch_id=batch_id,
+        )
+
+
 def test_a_replay_that_finds_a_job_already_holding_the_key_leaves_the_row_without_one(
     engine: Engine,
 ) -> None:
@@ -321,15 +336,7 @@ def test_a_replay_that_finds_a_job_already_holding_the_key_leaves_the_row_withou
             inbound("sha256:k", scoring_job_id="sj_1"), outcome="applied", now=NOW
         )
     first = min(deliveries(engine), key=lambda row: int(str(row["id"])))
-    with transaction(engine) as store:
-        store.update_delivery(
-            int(str(first["id"])),
-            replay_outcome="duplicate",
-            replayed_at=at(1),
-            event="score.completed",
-            scoring_job_id="sj_1",
-            batch_id=None,
-        )
+    replayed(engine, first, scoring_job_id="sj_1", batch_id=None)
     rows = sorted(deliveries(engine), key=lambda row: int(str(row["id"])))
     assert [(row["scoring_job_id"], row["event"]) for row in rows] == [
         (None, "score.completed"),
@@ -342,15 +349,7 @@ def test_a_replay_fills_in_the_job_id_it_finds(engine: Engine) -> None:
         store.record_delivery(inbound("sha256:k", event=None, scoring_job_id=None),
                               outcome="stored-unparsed", now=NOW)  # fmt: skip
     (row,) = deliveries(engine)
-    with transaction(engine) as store:
-        store.update_delivery(
-            int(str(row["id"])),
-            replay_outcome="applied",
-            replayed_at=at(1),
-            event="score.completed",
-            scoring_job_id="sj_1",
-            batch_id="b_1",
-        )
+    replayed(engine, row, scoring_job_id="sj_1", batch_id="b_1")
     (row,) = deliveries(engine)
     assert (row["scoring_job_id"], row["batch_id"]) == ("sj_1", "b_1")
 

@@ -214,7 +214,7 @@ class ResultChangeRow(SQLModel, table=True):
     )
 
     seq: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
-    scoring_job_id: str = Field(index=True)
+    scoring_job_id: str  # no index: only erase looks rows up by it (migration 0007)
     kind: str  # created | updated
     status: str
     job_id: str | None = None

@@ -14,7 +14,7 @@ from storage.db import connection
 from storage.errors import SchemaOutOfDate
 from storage.store.reads import schema_revision
 
-HEAD = "0006"
+HEAD = "0007"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 

@@ -1,5 +1,5 @@
-"""Migration 0006 (the inbox's identity through ordered indexes) keeps every delivery and
-its identity, on both databases, and can be undone."""
+"""Migrations 0006 (the inbox's identity through ordered indexes) and 0007 (the change feed
+without its index by scoring job) keep every row, on both databases, and can be undone."""
 
 from __future__ import annotations
 
@@ -93,3 +93,17 @@ def test_downgrade_restores_the_unique_key(old_engine: Engine) -> None:
             delivery.insert().values({**ROW, "delivery_key": "sha256:t", "scoring_job_id": "x"})
         )
     assert attempts(old_engine) == {("sha256:a/id:msg_1", "sj_1"): 1, ("sha256:t", None): 1}
+
+
+def test_0007_drops_the_feeds_job_index_and_its_downgrade_restores_it(
+    old_engine: Engine,
+) -> None:
+    def feed_indexes() -> set[str | None]:
+        return {ix["name"] for ix in sa.inspect(old_engine).get_indexes("result_change")}
+
+    schema.upgrade(old_engine)
+    assert "ix_result_change_scoring_job_id" not in feed_indexes()
+    with old_engine.begin() as conn:
+        config = cast(Config, schema._config(conn))  # alembic's, holding our connection
+        command.downgrade(config, "0006")
+    assert "ix_result_change_scoring_job_id" in feed_indexes()

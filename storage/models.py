@@ -114,7 +114,8 @@ class Delivery(SQLModel, table=True):
     its body, hence of its key, so ``(scoring_job_id, delivery_key)`` is unique exactly when
     the key is; Nova's ids are time-ordered (cuid), so that index grows at its right edge,
     and it serves look-ups by job too. Deliveries without a job (tests, batch summaries,
-    unparsed bodies: few) are unique by key alone.
+    unparsed bodies: few) are unique by key alone. A replay that reads a job id from an
+    unparsed body fills it in only where that keeps the key unique (``update_delivery``).
     """
 
     __tablename__ = "delivery"

@@ -33,7 +33,6 @@ import select
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -50,11 +49,11 @@ from receiver.commit_process import (
     STOP_TIMEOUT_SECONDS,
     LaneConfig,
     _batch,
-    _child_environment,
     _frame,
     _FrameReader,
     answers_frame,
     open_committer,
+    spawn,
 )
 from receiver.writer import serve_groups
 from storage.errors import StoreUnavailable
@@ -136,14 +135,7 @@ class SharedCommitProcess:
         ours, theirs = socket.socketpair()
         try:
             with theirs:
-                fds = (self._listener.fileno(), theirs.fileno())
-                argv = [sys.executable, "-P", "-m", "receiver.commit_process", "--shared"]
-                process = subprocess.Popen(  # noqa: S603 - this interpreter, our module
-                    [*argv, *map(str, fds)],
-                    pass_fds=fds,
-                    stdin=subprocess.DEVNULL,
-                    env=_child_environment(),
-                )
+                process = spawn(self._listener.fileno(), theirs.fileno(), shared=True)
         except OSError as exc:  # out of processes or descriptors: retried like a crash
             ours.close()
             raise StoreUnavailable(f"the shared commit process cannot start: {exc}") from None

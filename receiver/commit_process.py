@@ -105,6 +105,21 @@ def _decode(wire: tuple[Any, ...]) -> Outcome:
 # ---- parent side ------------------------------------------------------------------------
 
 
+def spawn(*fds: int, shared: bool = False) -> subprocess.Popen[bytes]:
+    """Start a commit process that inherits ``fds`` (its socket to us; with ``shared``, the
+    listening socket of ``receiver.commit_hub`` and its control socket)."""
+    flags = ["--shared"] if shared else []
+    # -P: ``-m`` would put the working directory first on the child's path, ahead of this
+    # process's own tree (``PYTHONPATH``): a ``receiver`` package there (another checkout)
+    # would run instead of ours.
+    return subprocess.Popen(  # noqa: S603 - this interpreter, our module
+        [sys.executable, "-P", "-m", "receiver.commit_process", *flags, *map(str, fds)],
+        pass_fds=fds,
+        stdin=subprocess.DEVNULL,
+        env=_child_environment(),
+    )
+
+
 def _child_environment() -> dict[str, str]:
     """This environment, with this process's ``receiver`` package first on the path: the
     child runs the same code as its parent, even when that is not the installed copy
@@ -183,15 +198,7 @@ class ProcessLane:
             return
         ours, theirs = socket.socketpair()
         with theirs:
-            # -P: ``-m`` would put the working directory first on the child's path, ahead
-            # of this process's own tree (``PYTHONPATH``): a ``receiver`` package there
-            # (another checkout) would run instead of ours.
-            self._process = subprocess.Popen(  # noqa: S603 - this interpreter, our module
-                [sys.executable, "-P", "-m", "receiver.commit_process", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env=_child_environment(),
-            )
+            self._process = spawn(theirs.fileno())
         await self._connect(loop, ours)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, to: socket.socket | str) -> None:

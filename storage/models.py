@@ -100,6 +100,11 @@ class RejectedApplicationRow(SQLModel, table=True):
     recorded_at: datetime = _ts(nullable=False)
 
 
+# The inbox's two unique indexes cover these rows each (``Delivery``; the upserts name them).
+WITH_JOB = "scoring_job_id IS NOT NULL"
+WITHOUT_JOB = "scoring_job_id IS NULL"
+
+
 class Delivery(SQLModel, table=True):
     """The inbox: one row per distinct signed delivery, with the raw signed bytes.
 
@@ -125,15 +130,15 @@ class Delivery(SQLModel, table=True):
             "scoring_job_id",
             "delivery_key",
             unique=True,
-            sqlite_where=sa.text("scoring_job_id IS NOT NULL"),
-            postgresql_where=sa.text("scoring_job_id IS NOT NULL"),
+            sqlite_where=sa.text(WITH_JOB),
+            postgresql_where=sa.text(WITH_JOB),
         ),
         sa.Index(
             "ux_delivery_key_without_job",
             "delivery_key",
             unique=True,
-            sqlite_where=sa.text("scoring_job_id IS NULL"),
-            postgresql_where=sa.text("scoring_job_id IS NULL"),
+            sqlite_where=sa.text(WITHOUT_JOB),
+            postgresql_where=sa.text(WITHOUT_JOB),
         ),
     )
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from storage.models import UTCDateTime
+from storage.models import WITH_JOB, WITHOUT_JOB, UTCDateTime
 from storage.records import ScoringResult
 from storage.store.tables import DELIVERIES, JOBS, d, j
 
@@ -67,8 +67,8 @@ def delivery_upsert(dialect: str, *, with_job: bool) -> Any:
 
 # The inbox's two unique indexes, as an upsert names them: (columns, the index's WHERE).
 _INBOX_IDENTITY = {
-    True: (("scoring_job_id", "delivery_key"), "scoring_job_id IS NOT NULL"),
-    False: (("delivery_key",), "scoring_job_id IS NULL"),
+    True: (("scoring_job_id", "delivery_key"), WITH_JOB),
+    False: (("delivery_key",), WITHOUT_JOB),
 }
 
 

@@ -214,8 +214,9 @@ class InboxQueries(StoreBase):
 _ATTEMPTS = DELIVERY_COLUMNS.index("attempts")
 _MAX_ID_DIGITS = 18  # a 64-bit id; more digits name no row (and overflow the driver)
 _JOB = DELIVERY_COLUMNS.index("scoring_job_id")
-_KEY = operator.itemgetter(DELIVERY_COLUMNS.index("delivery_key"))
-_JOB_AND_KEY = operator.itemgetter(_JOB, DELIVERY_COLUMNS.index("delivery_key"))
+_KEY_COLUMN = DELIVERY_COLUMNS.index("delivery_key")
+_KEY = operator.itemgetter(_KEY_COLUMN)
+_JOB_AND_KEY = operator.itemgetter(_JOB, _KEY_COLUMN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from receiver.commit import GroupCommitter
 from receiver.ingest import Committed
 from storage.db import BUSY_TIMEOUT_MS, WriteLane, take_write_lock
+from storage.errors import StoreUnavailable
 from tests.factories import NOW, received, score_completed
 
 
@@ -134,3 +135,23 @@ def test_the_lanes_connection_goes_back_to_the_pool_with_its_busy_timeout(
     lane.release()
     with sqlite_engine.connect() as conn:  # the pool's one connection, given back
         assert busy_timeout(conn) == BUSY_TIMEOUT_MS
+
+
+def test_the_lane_answers_unavailable_when_the_lock_stays_taken_past_the_timeout(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane begins on the driver's connection: its lock error must still be the
+    store's "unavailable" (the endpoint's 503), not the driver's own exception."""
+    monkeypatch.setattr("storage.db.BUSY_TIMEOUT_MS", 50)
+    path = sqlite_engine.url.database
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    lane = WriteLane(sqlite_engine)
+    try:
+        with pytest.raises(StoreUnavailable, match="database is locked"):
+            with lane.transaction():
+                pass
+    finally:
+        lane.release()
+        other.close()

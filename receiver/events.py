@@ -36,6 +36,7 @@ __all__ = [
 # Ids are indexed columns: PostgreSQL cannot index a value of several kilobytes, and no
 # Nova id comes near this. Longer ones make the payload unparsed (stored, not applied).
 MAX_ID_LENGTH = 255
+_DOTS = frozenset({".", ".."})
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,11 @@ def load_json(body: bytes) -> Any:
     """Strict ``json.loads``: no NaN/Infinity, no duplicate keys, every failure a PayloadError."""
     try:
         # What json.loads does with bytes: UTF-8/16/32 by the first bytes, surrogates kept.
-        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+        # An object whose second byte is not NUL is UTF-8 (no BOM, not UTF-16/32): every
+        # genuine delivery, which skips detect_encoding's Python on the writer's path.
+        utf8 = body[:1] == b"{" and body[1:2] != b"\x00"
+        encoding = "utf-8" if utf8 else json.detect_encoding(body)
+        return _DECODER.decode(body.decode(encoding, "surrogatepass"))
     except PayloadError:
         raise
     # RecursionError: deep nesting; UnicodeDecodeError: not UTF-8 (a ValueError subclass).
@@ -105,6 +110,9 @@ def load_json(body: bytes) -> Any:
 
 def _text(obj: dict[str, Any], key: str, *, required: bool = False) -> str | None:
     value = obj.get(key)
+    # Every genuine value, in one test: ASCII text (no lone surrogate) without NUL.
+    if type(value) is str and value.isascii() and "\x00" not in value and (value or not required):
+        return value
     if value is None:
         if required:
             _fail(f"{key} is required")
@@ -190,6 +198,20 @@ def _object(obj: dict[str, Any], key: str, *, required: bool = False) -> dict[st
 
 
 def _id(obj: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = obj.get(key)
+    # Every genuine id, in one test: printable ASCII (so no NUL or control character),
+    # not too long, and a plain path segment (``is_plain_segment``); else the checks
+    # below, one by one, say what is wrong.
+    if (
+        type(value) is str
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and value.isascii()
+        and value.isprintable()
+        and value not in _DOTS
+        and "/" not in value
+        and "\\" not in value
+    ):
+        return value
     value = _text(obj, key, required=required)
     if value is None:
         return None

@@ -150,14 +150,20 @@ def ingest_group(store: Store, items: Sequence[Accepted], *, now: datetime) -> l
     feed gets one entry per result created or changed, numbered once for the whole group.
     """
     # One look-up for the group: erased candidates, and bodies seen under its webhook ids.
-    prior = store.group_prior(_application_ids(items), (item.delivery.webhook_id for item in items))
+    prior = store.group_prior(
+        _application_ids(items),
+        (item.delivery.webhook_id for item in items),
+        (item.event.result.scoring_job_id for item in items if isinstance(item.event, ScoreEvent)),
+    )
     erased = prior.erased
     scores = [
         item.event.result
         for item in items
         if isinstance(item.event, ScoreEvent) and not _is_erased(item.event, erased)
     ]
-    created = store.insert_new_results(scores, source="webhook", now=now, delivered=True)
+    created = store.insert_new_results(
+        scores, source="webhook", now=now, delivered=True, stored=prior.stored
+    )
     statuses: list[WebhookStatus] = []
     feed: list[ResultChange] = []  # the change feed's entries, in delivery order
     for item in items:

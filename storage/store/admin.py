@@ -103,7 +103,7 @@ class AdminQueries(ChangeQueries):
         wanted = sorted({a for a in application_ids if a is not None})
         if not wanted:
             return set()
-        sql = hot_sql(self._dialect).prior_erased  # rows (0, application id, NULL)
+        sql = hot_sql(self._dialect).prior((True, False, False))  # (0, application id, NULL)
         params = (self._id_list(wanted),)
         return {str(a) for _, a, _ in self._driver_sql(sql, params, replan=True)}
 

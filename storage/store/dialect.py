@@ -155,24 +155,24 @@ def _pg_type(column: sa.Column[Any]) -> str:
 class HotSql:
     """The hot path's statements and value conversions for one dialect."""
 
-    # SQLite: the scoring job ids of a JSON array that are stored already.
-    existing_jobs: str
     # Insert new results. SQLite: executemany of rows; PostgreSQL: one statement over the
     # rows as one JSON parameter (``job_records``) that returns the ids it inserted.
     insert_jobs: str
     # Insert inbox rows, or count attempts: those with a scoring job id, and the others.
     upsert_deliveries: str
     upsert_deliveries_without_job: str
-    # What a commit group needs to know before it writes: rows (0, application id, NULL)
-    # for the application ids of a list that ``erase`` tombstoned, and (1, webhook id,
-    # body hash) for the stored deliveries whose webhook id is in a second list. Both in
-    # one statement (``group_prior``: one round trip on PostgreSQL), or either alone.
-    prior_erased: str
-    prior_bodies: str
+    # What a commit group needs to know before it writes, each part a look-up by one list
+    # of ids, of rows (kind, id, value): (0, application id, NULL) for the application ids
+    # that ``erase`` tombstoned; (1, webhook id, body hash) for the stored deliveries under
+    # a webhook id; (2, scoring job id, NULL) for the results stored already (SQLite only:
+    # PostgreSQL's ``insert_jobs`` returns what it inserted, and has no such part). The
+    # parts a group needs run as one statement (``prior``): one statement less per group.
+    prior_parts: tuple[str, str, str]
 
-    @property
-    def group_prior(self) -> str:
-        return f"{self.prior_erased} UNION ALL {self.prior_bodies}"
+    def prior(self, wanted: tuple[bool, bool, bool]) -> str:
+        """The statement of the ``prior_parts`` that ``wanted`` names, one parameter each."""
+        parts = zip(self.prior_parts, wanted, strict=True)
+        return _union(tuple(part for part, want in parts if want))
 
     # The change feed: add n to the counter (creating its row), returning the new value
     # (``bump_counter``); one statement for all the changes of a commit, copying each
@@ -228,6 +228,11 @@ _BUMP_COUNTER = (
 _CHANGE_COLUMNS = "seq, scoring_job_id, kind, status, job_id, batch_id, changed_at"
 
 
+@functools.cache
+def _union(parts: tuple[str, ...]) -> str:
+    return " UNION ALL ".join(parts)
+
+
 def _placeholders(style: str, n: int) -> str:
     return ", ".join([style] * n)
 
@@ -253,7 +258,6 @@ def hot_sql(dialect: str) -> HotSql:
         )
         bump = _BUMP_COUNTER.replace("?", "%s")
         return HotSql(
-            existing_jobs="",
             insert_jobs=(
                 f"INSERT INTO scoring_job ({jobs_cols})"  # noqa: S608 - names from our table
                 f" SELECT {values}, %s, %s, %s, %s FROM json_to_recordset(%s::json) AS u({record})"
@@ -262,12 +266,11 @@ def hot_sql(dialect: str) -> HotSql:
             upsert_deliveries=_delivery_upsert_sql("%s", with_job=True),
             upsert_deliveries_without_job=_delivery_upsert_sql("%s", with_job=False),
             bump_counter=bump,
-            prior_erased=(
+            prior_parts=(
                 "SELECT 0, application_id, NULL FROM erased_application"
-                " WHERE application_id = ANY(%s)"
-            ),
-            prior_bodies=(
-                "SELECT 1, webhook_id, body_sha256 FROM delivery WHERE webhook_id = ANY(%s)"
+                " WHERE application_id = ANY(%s)",
+                "SELECT 1, webhook_id, body_sha256 FROM delivery WHERE webhook_id = ANY(%s)",
+                "",
             ),
             log_changes=(
                 f"WITH top AS ({bump})"  # noqa: S608 - our names
@@ -283,10 +286,6 @@ def hot_sql(dialect: str) -> HotSql:
         )
     n_jobs = len(RESULT_COLUMNS) + len(_GROUP_COLUMNS)
     return HotSql(
-        existing_jobs=(
-            "SELECT scoring_job_id FROM scoring_job"
-            " WHERE scoring_job_id IN (SELECT value FROM json_each(?))"
-        ),
         insert_jobs=(
             f"INSERT INTO scoring_job ({jobs_cols}) VALUES ({_placeholders('?', n_jobs)})"  # noqa: S608
             " ON CONFLICT (scoring_job_id) DO NOTHING"
@@ -301,13 +300,13 @@ def hot_sql(dialect: str) -> HotSql:
             " FROM json_each(?) AS u"
             " JOIN scoring_job AS j ON j.scoring_job_id = json_extract(u.value, '$[1]')"
         ),
-        prior_erased=(
+        prior_parts=(
             "SELECT 0, application_id, NULL FROM erased_application"
-            " WHERE application_id IN (SELECT value FROM json_each(?))"
-        ),
-        prior_bodies=(
+            " WHERE application_id IN (SELECT value FROM json_each(?))",
             "SELECT 1, webhook_id, body_sha256 FROM delivery"
-            " WHERE webhook_id IN (SELECT value FROM json_each(?))"
+            " WHERE webhook_id IN (SELECT value FROM json_each(?))",
+            "SELECT 2, scoring_job_id, NULL FROM scoring_job"
+            " WHERE scoring_job_id IN (SELECT value FROM json_each(?))",
         ),
         time=sqlite_time,
         returns_inserted=False,

@@ -32,26 +32,34 @@ class InboxQueries(StoreBase):
         return attempts == 1
 
     def group_prior(
-        self, application_ids: Iterable[str | None], webhook_ids: Iterable[str | None]
+        self,
+        application_ids: Iterable[str | None],
+        webhook_ids: Iterable[str | None],
+        scoring_job_ids: Iterable[str] = (),
     ) -> GroupPrior:
         """What a commit group must know before it writes, in one statement: which of
-        ``application_ids`` were erased, and the bodies stored under ``webhook_ids``."""
-        apps = sorted({a for a in application_ids if a is not None})
-        ids = sorted({w for w in webhook_ids if w is not None})
-        prior = GroupPrior(erased=set(), bodies={})
-        if not apps and not ids:
-            return prior
+        ``application_ids`` were erased, the bodies stored under ``webhook_ids``, and on
+        SQLite which of ``scoring_job_ids`` are stored (``GroupPrior.stored``)."""
         sql = hot_sql(self._dialect)
-        if apps and ids:
-            statement = sql.group_prior
-        else:
-            statement = sql.prior_erased if apps else sql.prior_bodies
-        params = tuple(self._id_list(keys) for keys in (apps, ids) if keys)
-        for kind, key, digest in self._driver_sql(statement, params, replan=True):
+        jobs = sql.prior_parts[2] != ""
+        keys = (
+            sorted({a for a in application_ids if a is not None}),
+            sorted({w for w in webhook_ids if w is not None}),
+            sorted(set(scoring_job_ids)) if jobs else [],
+        )
+        stored: set[str] = set()
+        prior = GroupPrior(erased=set(), bodies={}, stored=stored if jobs else None)
+        wanted = (bool(keys[0]), bool(keys[1]), bool(keys[2]))
+        if not any(wanted):
+            return prior
+        params = tuple(self._id_list(ids) for ids in keys if ids)
+        for kind, key, digest in self._driver_sql(sql.prior(wanted), params, replan=True):
             if kind == 0:
                 prior.erased.add(str(key))
-            else:
+            elif kind == 1:
                 prior.bodies.setdefault(str(key), set()).add(digest)
+            else:
+                stored.add(str(key))
         return prior
 
     def record_deliveries(
@@ -221,11 +229,12 @@ _JOB_AND_KEY = operator.itemgetter(_JOB, _KEY_COLUMN)
 
 @dataclass(frozen=True, slots=True)
 class GroupPrior:
-    """What ``group_prior`` read: application ids erased, and the body hashes stored
-    under each webhook id."""
+    """What ``group_prior`` read: application ids erased, the body hashes stored under each
+    webhook id, and the scoring jobs stored (None: not read, as on PostgreSQL)."""
 
     erased: set[str]
     bodies: dict[str, set[str | None]]
+    stored: set[str] | None = None
 
 
 def _reused(

@@ -89,13 +89,21 @@ class ResultQueries(ResultReads, StoreBase):
         return Change(outcome, created=False, changed=changed)
 
     def insert_new_results(
-        self, results: Sequence[ScoringResult], *, source: str, now: datetime, delivered: bool
+        self,
+        results: Sequence[ScoringResult],
+        *,
+        source: str,
+        now: datetime,
+        delivered: bool,
+        stored: set[str] | None = None,
     ) -> set[str]:
         """Insert, in one statement, every result whose scoring job is not stored yet.
 
         Returns the ids inserted (each for its first occurrence in ``results``); the
         others must go through ``apply_result``, which merges by precedence. One
         prebuilt statement for the group costs far less than one statement per row.
+        ``stored``: which of their scoring jobs are stored already, when the caller read
+        it in this transaction (``group_prior``); read here otherwise (SQLite).
         """
         if not results:
             return set()
@@ -111,12 +119,10 @@ class ResultQueries(ResultReads, StoreBase):
             return {str(scoring_job_id) for (scoring_job_id,) in inserted}
         # SQLite: BEGIN IMMEDIATE holds the write lock, so what is absent now stays absent
         # until this transaction commits; an executemany cannot return rows.
-        stored = {
-            str(scoring_job_id)
-            for (scoring_job_id,) in self._driver_sql(
-                sql.existing_jobs, (self._id_list(list(first)),)
-            )
-        }
+        if stored is None:
+            lookup = sql.prior((False, False, True))
+            found = self._driver_sql(lookup, (self._id_list(list(first)),))
+            stored = {str(scoring_job_id) for (_, scoring_job_id, _) in found}
         new = [r for key, r in first.items() if key not in stored]
         if new:
             rows = [sql.job_row(r) + group for r in new]

@@ -84,7 +84,7 @@ def _inbox_conflict(with_job: bool) -> str:
 def id_list_param(dialect: str, ids: Sequence[str]) -> Any:
     """One parameter holding a list of ids: a JSON array for SQLite's ``json_each``, a
     list (an array) for PostgreSQL's ``= ANY``. One statement text for any count."""
-    return list(ids) if dialect == "postgresql" else json.dumps(list(ids))
+    return list(ids) if dialect == "postgresql" else json_texts(ids)
 
 
 def body_contains(dialect: str, needle: bytes) -> sa.ColumnElement[bool]:
@@ -130,7 +130,9 @@ def sqlite_time(value: datetime | None) -> str | None:
     faster than formatting the seven fields, for every result the writer stores."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    if value.tzinfo is not UTC:  # the clock's and the parser's times are UTC already
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def json_texts(values: Sequence[str]) -> str:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from receiver.ingest import Committed
 from receiver.settings import Settings
 from receiver.writer import ThreadLane, Writer
 from storage.errors import StoreUnavailable
+from storage.store.tables import JOBS
 from tests.factories import (
     NOW,
     SECRET,
@@ -322,3 +324,29 @@ def test_a_batch_queued_past_the_wait_bound_is_refused_without_touching_the_data
     assert isinstance(ok, Committed)
     assert ok.status == "applied"
     assert stored_jobs(sqlite_engine) == ["sj_new"]
+
+
+def test_the_clocks_time_reaches_the_commit_process_as_the_same_instant(
+    sqlite_engine: Engine,
+) -> None:
+    """The batch's time crosses the pipe as naive UTC (cheaper to pickle); the child must
+    store the same instant, whatever offset the clock gave it, to the microsecond."""
+    clock = datetime(
+        2026, 11, 29, 15, 30, 0, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30))
+    )
+    lane = lane_for(sqlite_engine)
+
+    async def main() -> None:
+        writer = Writer(lane, now=lambda: clock)
+        await writer.start()
+        try:
+            await writer.submit(received("m_clock", score_completed("sj_clock")))
+        finally:
+            await writer.stop()
+
+    asyncio.run(main())
+    with sqlite_engine.connect() as conn:
+        stored = conn.execute(
+            sa.select(JOBS.c.first_seen_at).where(JOBS.c.scoring_job_id == "sj_clock")
+        ).scalar_one()
+    assert stored == datetime(2026, 11, 29, 10, 0, 0, 123456, tzinfo=UTC)

@@ -11,6 +11,7 @@ Each refusal adds to ``nova_sink_rejected_requests_total{status="431"}`` of the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -52,6 +53,42 @@ def _metrics_of(app: object) -> Metrics | None:
     return None
 
 
+class _CorkedTransport:
+    """A connection's transport whose writes of one event-loop turn leave as one.
+
+    uvicorn writes a response's head and its body with two ``write`` calls, and the
+    transport sends each at once: two system calls and two wake-ups of the client per
+    response. Held until the end of the turn (``call_soon``), they go out in one.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending = []
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, refusing request heads over the configured size.
 
@@ -69,6 +106,9 @@ class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_read = 0  # bytes read while the head is incomplete
         self._reading_head = True  # a connection starts with a request line
         self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(_CorkedTransport(transport))  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         if self._refused:

@@ -373,6 +373,17 @@ def test_deliveries_list_and_show(sink: Sink) -> None:
     assert sink.run("deliveries", "show", "msg_404").code == 1
 
 
+def test_an_unknown_argument_of_any_length_is_named_in_one_short_line(sink: Sink) -> None:
+    """The error names what was asked for, cut short: a 100,000-character argument must
+    not become a 100,000-character error line."""
+    for command in (("deliveries", "show"), ("results", "show")):
+        ran = sink.run(*command, "k" * 100_000)
+        assert ran.code == 1
+        assert len(ran.error_line) < 200
+        assert "'" + "k" * 80 + "'… (100,000 characters)" in ran.error_line
+    assert "no delivery 'msg_404'" in sink.run("deliveries", "show", "msg_404").error_line
+
+
 def test_replay_applies_a_parsable_body_and_keeps_an_unknown_event_unparsed(sink: Sink) -> None:
     """Replaying stored-unparsed deliveries: a valid event is applied, an unknown one stays."""
     store_delivery(

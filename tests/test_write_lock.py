@@ -149,9 +149,8 @@ def test_the_lane_answers_unavailable_when_the_lock_stays_taken_past_the_timeout
     other.execute("BEGIN IMMEDIATE")
     lane = WriteLane(sqlite_engine)
     try:
-        with pytest.raises(StoreUnavailable, match="database is locked"):
-            with lane.transaction():
-                pass
+        with pytest.raises(StoreUnavailable, match="database is locked"), lane.transaction():
+            pass
     finally:
         lane.release()
         other.close()

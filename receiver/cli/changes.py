@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from receiver.cli.common import EXIT_CONFIG, fail, open_engine, settings
+from receiver.cli.common import EXIT_CONFIG, fail, open_engine, settings, shown
 
 CHANGE_COLUMNS = ("seq", "changed_at", "kind", "scoring_job_id", "status", "job_id", "batch_id")
 _PAGE = 500
@@ -63,7 +63,7 @@ def results_changes(
     # Before anything can log: structlog's default printer writes to stdout.
     configure_logging(cfg.resolved_log_format(), cfg.log_level)
     if status is not None and status not in STATUSES:
-        fail(f"--status must be one of {', '.join(STATUSES)}, not {status!r}", EXIT_CONFIG)
+        fail(f"--status must be one of {', '.join(STATUSES)}, not {shown(status)}", EXIT_CONFIG)
     flt = ChangeFilter(job_id=job, batch_id=batch, status=status)
     engine = open_engine(cfg, create=False)
     position = 0

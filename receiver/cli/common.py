@@ -41,6 +41,14 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     raise CliError(message, code)
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """``value`` quoted for a one-line error message, cut to ``limit`` characters: an
+    argument can be any length, and the message must stay one readable line."""
+    if len(value) <= limit:
+        return repr(value)
+    return repr(value[:limit]) + f"… ({len(value):,} characters)"
+
+
 def usage_error(message: str) -> NoReturn:
     """A malformed option value: one line, exit 2 (like click's own usage errors)."""
     raise CliError(message, EXIT_USAGE)

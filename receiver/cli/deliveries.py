@@ -12,6 +12,7 @@ from receiver.cli.common import (
     open_engine,
     parse_since,
     settings,
+    shown,
     store_for,
     utcnow,
 )
@@ -142,7 +143,7 @@ def deliveries_show(
     with store_for(settings()) as store:
         row = store.get_delivery(delivery)
     if row is None:
-        fail(f"no delivery {delivery!r}")
+        fail(f"no delivery {shown(delivery)}")
     print_record(json_row(row), as_json)
 
 
@@ -174,7 +175,7 @@ def deliveries_replay(
         if delivery is not None:
             row = store.get_delivery(delivery)
             if row is None:
-                fail(f"no delivery {delivery!r}")
+                fail(f"no delivery {shown(delivery)}")
             # The row just found: a second look-up by key could match another row's id.
             bodies = [(int(row["id"]), row["raw_body"])]
         else:

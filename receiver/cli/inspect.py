@@ -18,6 +18,7 @@ from receiver.cli.common import (
     parse_since,
     results_reader,
     settings,
+    shown,
     store_for,
     usage_error,
 )
@@ -148,7 +149,7 @@ def results_show(
     with results_reader(database_settings()) as reader:
         row = reader.get_result(scoring_job_id)
     if row is None:
-        fail(f"no result for scoring job {scoring_job_id!r}")
+        fail(f"no result for scoring job {shown(scoring_job_id)}")
     print_record(json_row(row), as_json)
 
 
@@ -170,7 +171,7 @@ def results_export(
       nova-sink results export --format jsonl --since 7d | jq .score
     """
     if fmt not in {"csv", "jsonl"}:
-        fail(f"--format must be csv or jsonl, not {fmt!r}")
+        fail(f"--format must be csv or jsonl, not {shown(fmt)}")
     flt = _filter(job, batch, application, status, since)
     writer = write_csv if fmt == "csv" else write_jsonl
     with results_reader(database_settings()) as reader:
@@ -210,7 +211,7 @@ def batches_show(
     with store_for(settings()) as store:
         row = store.get_batch(batch_id)
         if row is None:
-            fail(f"batch {batch_id!r} is not tracked")
+            fail(f"batch {shown(batch_id)} is not tracked")
         results = store.results_for_batch(batch_id)
         rejected = store.rejected_for_batch(batch_id)
     record = json_row(row)
@@ -245,7 +246,7 @@ def batches_untrack(
     elif untracked:
         echo_plain(f"no longer tracking batch {batch_id}")
     if not untracked:
-        fail(f"batch {batch_id!r} is not tracked")
+        fail(f"batch {shown(batch_id)} is not tracked")
 
 
 def stats(as_json: bool = JSON_OPTION) -> None:

@@ -18,6 +18,7 @@ from receiver.cli.common import (
     open_engine,
     plain_id,
     settings,
+    shown,
     store_for,
     utcnow,
 )
@@ -94,7 +95,7 @@ def track(
     for number, row in enumerate(rows, start=1):
         row_api = (row.get("api") or api).strip().lower()
         if row_api not in {"v1", "legacy"}:
-            fail(f"entry {number}: api must be v1 or legacy, not {row_api!r}")
+            fail(f"entry {number}: api must be v1 or legacy, not {shown(row_api)}")
         if not row.get("job_id") or not row.get("batch_id"):
             fail(f"entry {number}: job_id and batch_id are required")
         states.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from receiver.cli.common import JSON_OPTION, fail, settings, store_for
+from receiver.cli.common import JSON_OPTION, fail, settings, shown, store_for
 from receiver.cli.output import print_json, print_listing
 
 secrets_app = typer.Typer(
@@ -81,7 +81,7 @@ def secrets_unpin(
     with store_for(settings(), write=True) as store:
         removed = store.remove_pins(None if every else [fingerprint or ""])
     if fingerprint is not None and not removed:
-        fail(f"no learned pin for {fingerprint!r} (see `nova-sink secrets status`)")
+        fail(f"no learned pin for {shown(fingerprint)} (see `nova-sink secrets status`)")
     if as_json:
         print_json({"unpinned": removed})
         return

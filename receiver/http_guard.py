@@ -7,6 +7,9 @@ the app sees anything: no ASGI middleware can help, because headers are parsed b
 arrive and answers ``431`` (then closes) once they pass the same limit uvicorn gives h11,
 so one setting bounds both parsers. Memory per connection stays below limit + one read.
 Each refusal adds to ``nova_sink_rejected_requests_total{status="431"}`` of the app served.
+
+The same protocol sends each response in one write (``_CorkedTransport``): uvicorn writes
+the head and the body separately, two system calls and two wake-ups of the client each.
 """
 
 from __future__ import annotations

@@ -80,12 +80,16 @@ class Metrics:
         return generate_latest(registry)
 
 
+_TEMP_PREFIX = "nova-sink-metrics-"
+
+
 def prepare_multiprocess_dir(configured: str | None) -> tuple[Path, bool]:
     """The directory the workers share, emptied; ``(path, created)``.
 
     A configured directory is emptied of the files of an earlier run (their counts would
     be added to this run's); otherwise a new temporary one is made (``created``: remove it
-    at exit).
+    at exit), named after this process. A ``serve`` killed with -9 cannot remove its own:
+    those of this user whose ``serve`` is gone are removed here (``remove_orphaned_dirs``).
     """
     if configured:
         path = Path(configured)
@@ -93,7 +97,35 @@ def prepare_multiprocess_dir(configured: str | None) -> tuple[Path, bool]:
         for stale in path.glob("*.db"):
             stale.unlink()
         return path, False
-    return Path(tempfile.mkdtemp(prefix="nova-sink-metrics-")), True
+    remove_orphaned_dirs(Path(tempfile.gettempdir()))
+    return Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-")), True
+
+
+def remove_orphaned_dirs(parent: Path) -> list[Path]:
+    """Remove the temporary metrics directories in ``parent`` that belong to this user and
+    to a ``serve`` no longer running (the process id in the name); returns them."""
+    removed = []
+    for path in parent.glob(f"{_TEMP_PREFIX}*-*"):
+        pid = path.name.removeprefix(_TEMP_PREFIX).split("-", 1)[0]
+        try:
+            owned = path.is_dir() and path.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if owned and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts: it may be ours)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def remove_multiprocess_dir(path: Path) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -68,3 +72,33 @@ def test_a_configured_metrics_directory_is_emptied_at_start(tmp_path: Path) -> N
 
     assert (path, created) == (tmp_path, False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_a_new_run_removes_the_metrics_directories_of_killed_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve`` killed with -9 leaves its temporary directory behind; the next ``serve``
+    removes those whose process is gone, and keeps those of a running one."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = tmp_path / f"nova-sink-metrics-{int(gone.stdout)}-abc123"
+    dead.mkdir()
+    (dead / "counter_1.db").write_bytes(b"stale")
+    alive = tmp_path / f"nova-sink-metrics-{os.getpid()}-def456"
+    alive.mkdir()
+    unrelated = tmp_path / "nova-sink-metrics-notapid-x"
+    unrelated.mkdir()
+
+    path, created = prepare_multiprocess_dir(None)
+
+    assert created
+    assert path.parent == tmp_path
+    assert path.name.startswith(f"nova-sink-metrics-{os.getpid()}-")
+    assert not dead.exists()
+    assert alive.exists()
+    assert unrelated.exists()

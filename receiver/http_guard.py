@@ -25,6 +25,8 @@ from receiver.metrics import Metrics
 # h11's own default (uvicorn passes None through to it): 16 KiB of request line + headers.
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 PROTOCOL = "receiver.http_guard:HeaderLimitedHttpToolsProtocol"
+# A response's writes are held to the end of the event loop's turn up to this many bytes.
+CORK_BYTES = 64 * 1024
 _MESSAGE = b"Request header fields too large."
 _RESPONSE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -61,20 +63,26 @@ class _CorkedTransport:
 
     uvicorn writes a response's head and its body with two ``write`` calls, and the
     transport sends each at once: two system calls and two wake-ups of the client per
-    response. Held until the end of the turn (``call_soon``), they go out in one.
+    response. Held until the end of the turn (``call_soon``), they go out in one. Past
+    ``CORK_BYTES`` they go at once: a large or streamed body keeps the transport's own
+    buffering and flow control (``pause_writing``), never piling up here.
     """
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    __slots__ = ("_loop", "_pending", "_size", "_transport")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._loop = asyncio.get_running_loop()
         self._pending: list[bytes] = []
+        self._size = 0
 
     def write(self, data: bytes) -> None:
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append(data)
+        self._size += len(data)
+        if self._size > CORK_BYTES:
+            self._flush()
 
     def close(self) -> None:
         self._flush()
@@ -84,7 +92,7 @@ class _CorkedTransport:
         if not self._pending:
             return
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending = []
+        self._pending, self._size = [], 0
         if not self._transport.is_closing():
             self._transport.write(data)
 

@@ -11,7 +11,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from receiver.http_guard import PROTOCOL, HeaderLimitedHttpToolsProtocol
+from receiver.http_guard import CORK_BYTES, PROTOCOL, HeaderLimitedHttpToolsProtocol
 
 
 class RecordingTransport(asyncio.Transport):
@@ -54,8 +54,20 @@ async def hello(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"hello"})
 
 
-async def served(request: bytes) -> list[tuple[str, bytes]]:
-    config = Config(app=hello, http=PROTOCOL, lifespan="off", log_level="warning")
+CHUNK = b"x" * (CORK_BYTES + 1)
+
+
+async def streamed(scope: Scope, receive: Receive, send: Send) -> None:
+    """Four chunks larger than the cork, sent in one turn of the loop (no await yields)."""
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for _ in range(4):
+        await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def served(request: bytes, app: Any = hello) -> list[tuple[str, bytes]]:
+    config = Config(app=app, http=PROTOCOL, lifespan="off", log_level="warning")
     config.load()
     protocol = HeaderLimitedHttpToolsProtocol(
         config=config, server_state=ServerState(), app_state={}
@@ -94,3 +106,14 @@ async def test_two_pipelined_requests_are_answered_in_order() -> None:
     data = b"".join(payload for kind, payload in events if kind == "write")
     assert data.count(b"HTTP/1.1 200 OK") == 2
     assert data.endswith(b"hello")
+
+
+async def test_a_large_body_is_not_held_back_past_the_cork() -> None:
+    """Past ``CORK_BYTES`` writes go out at once, so a large or streamed body keeps the
+    transport's own flow control instead of piling up until the loop's turn ends."""
+    events = await served(POST + b"\r\nhi", app=streamed)
+    writes = [payload for kind, payload in events if kind == "write"]
+    assert len(writes) >= 4
+    assert all(len(w) <= 2 * CORK_BYTES + 4096 for w in writes)
+    body = b"".join(writes).split(b"\r\n\r\n", 1)[1]
+    assert body.count(CHUNK) == 4

@@ -353,25 +353,26 @@ class _FrameReader:
         self._buffer = self._buffer[self._start :] + data
         self._start = 0
 
+    def _end(self) -> int | None:
+        """Where the frame begun in the buffer ends (None: its header is not complete)."""
+        start = self._start
+        if len(self._buffer) - start < _HEADER.size:
+            return None
+        (size,) = _HEADER.unpack_from(self._buffer, start)
+        return start + _HEADER.size + int(size)
+
     def _missing(self) -> int:
         """How many bytes of the frame begun in the buffer are still to come (0: none, or
         its header is not complete)."""
-        start, buffer = self._start, self._buffer
-        if len(buffer) - start < _HEADER.size:
-            return 0
-        (size,) = _HEADER.unpack_from(buffer, start)
-        return max(0, start + _HEADER.size + int(size) - len(buffer))
+        end = self._end()
+        return 0 if end is None else max(0, end - len(self._buffer))
 
     def _cut(self) -> Any:
-        start, buffer = self._start, self._buffer
-        if len(buffer) - start < _HEADER.size:
+        end = self._end()
+        if end is None or len(self._buffer) < end:
             return _INCOMPLETE
-        (size,) = _HEADER.unpack_from(buffer, start)
-        end = start + _HEADER.size + size
-        if len(buffer) < end:
-            return _INCOMPLETE
-        self._start = end
-        return pickle.loads(buffer[start + _HEADER.size : end])  # noqa: S301 - our parent
+        start, self._start = self._start, end
+        return pickle.loads(self._buffer[start + _HEADER.size : end])  # noqa: S301 - our parent
 
 
 _INCOMPLETE = object()

@@ -18,7 +18,14 @@ from datetime import datetime
 from typing import Any, NoReturn, assert_never
 
 from receiver.errors import PayloadError
-from receiver.values import check_score, is_plain_segment, normalize_status, parse_timestamp
+from receiver.values import (
+    DOT_SEGMENTS,
+    SEPARATORS,
+    check_score,
+    is_plain_segment,
+    normalize_status,
+    parse_timestamp,
+)
 from receiver.vocabulary import EventName, known_event
 from storage.records import BatchState, ScoringResult
 
@@ -36,7 +43,6 @@ __all__ = [
 # Ids are indexed columns: PostgreSQL cannot index a value of several kilobytes, and no
 # Nova id comes near this. Longer ones make the payload unparsed (stored, not applied).
 MAX_ID_LENGTH = 255
-_DOTS = frozenset({".", ".."})
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +213,8 @@ def _id(obj: dict[str, Any], key: str, *, required: bool = False) -> str | None:
         and 0 < len(value) <= MAX_ID_LENGTH
         and value.isascii()
         and value.isprintable()
-        and value not in _DOTS
-        and "/" not in value
-        and "\\" not in value
+        and value not in DOT_SEGMENTS
+        and SEPARATORS.isdisjoint(value)
     ):
         return value
     value = _text(obj, key, required=required)

@@ -149,18 +149,16 @@ def ingest_group(store: Store, items: Sequence[Accepted], *, now: datetime) -> l
     job already stored, or seen earlier in the group) takes the per-event path. The change
     feed gets one entry per result created or changed, numbered once for the whole group.
     """
-    # One look-up for the group: erased candidates, and bodies seen under its webhook ids.
+    # One look-up for the group: erased candidates, bodies under its webhook ids, and (SQLite)
+    # which of its results are stored already.
+    results = [item.event.result for item in items if isinstance(item.event, ScoreEvent)]
     prior = store.group_prior(
-        _application_ids(items),
+        (result.application_id for result in results),
         (item.delivery.webhook_id for item in items),
-        (item.event.result.scoring_job_id for item in items if isinstance(item.event, ScoreEvent)),
+        (result.scoring_job_id for result in results),
     )
     erased = prior.erased
-    scores = [
-        item.event.result
-        for item in items
-        if isinstance(item.event, ScoreEvent) and not _is_erased(item.event, erased)
-    ]
+    scores = [result for result in results if result.application_id not in erased]
     created = store.insert_new_results(
         scores, source="webhook", now=now, delivered=True, stored=prior.stored
     )

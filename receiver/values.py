@@ -33,7 +33,9 @@ _TERMINAL: dict[str, Status] = {"completed": "completed", "failed": "failed"}
 _BATCH_FAILED = frozenset({"failed", "partial_failure"})
 # Characters that must never reach a path segment, even percent-quoted: separators that a
 # server (or a proxy decoding %2F) could read as structure.
-_SEPARATORS = frozenset("/\\")
+SEPARATORS = frozenset("/\\")
+# Segments that name a directory, not a resource.
+DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def is_ascii_digits(text: str) -> bool:
@@ -80,8 +82,8 @@ def is_plain_segment(value: str) -> bool:
     no control character, not empty."""
     return (
         bool(value)
-        and value not in {".", ".."}
-        and _SEPARATORS.isdisjoint(value)
+        and value not in DOT_SEGMENTS
+        and SEPARATORS.isdisjoint(value)
         # isprintable() is the fast path; it is also false for format characters such as
         # a right-to-left mark, which an id in Hebrew may carry: only C0/C1 controls fail.
         and (value.isprintable() or not any(_is_control(char) for char in value))

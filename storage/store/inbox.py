@@ -41,7 +41,7 @@ class InboxQueries(StoreBase):
         ``application_ids`` were erased, the bodies stored under ``webhook_ids``, and on
         SQLite which of ``scoring_job_ids`` are stored (``GroupPrior.stored``)."""
         sql = hot_sql(self._dialect)
-        jobs = sql.prior_parts[2] != ""
+        jobs = not sql.returns_inserted  # PostgreSQL's insert says which rows are new
         keys = (
             sorted({a for a in application_ids if a is not None}),
             sorted({w for w in webhook_ids if w is not None}),

@@ -149,19 +149,13 @@ def ingest_group(store: Store, items: Sequence[Accepted], *, now: datetime) -> l
     job already stored, or seen earlier in the group) takes the per-event path. The change
     feed gets one entry per result created or changed, numbered once for the whole group.
     """
-    # One look-up for the group: erased candidates, bodies under its webhook ids, and (SQLite)
-    # which of its results are stored already.
+    # One look-up for the group (erased candidates, bodies under its webhook ids) and one
+    # insert of its results new to the store.
     results = [item.event.result for item in items if isinstance(item.event, ScoreEvent)]
-    prior = store.group_prior(
-        (result.application_id for result in results),
-        (item.delivery.webhook_id for item in items),
-        (result.scoring_job_id for result in results),
+    prior, created = store.open_group(
+        results, (item.delivery.webhook_id for item in items), now=now
     )
     erased = prior.erased
-    scores = [result for result in results if result.application_id not in erased]
-    created = store.insert_new_results(
-        scores, source="webhook", now=now, delivered=True, stored=prior.stored
-    )
     statuses: list[WebhookStatus] = []
     feed: list[ResultChange] = []  # the change feed's entries, in delivery order
     for item in items:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,6 +42,7 @@ __all__ = [
     "sqlite_path",
     "take_write_lock",
     "transaction",
+    "wrapped_driver_errors",
 ]
 
 Synchronous = Literal["FULL", "NORMAL"]
@@ -56,6 +57,9 @@ INDEXED_PLANS = "nova_sink_indexed_plans"
 # In a pooled SQLite connection's ``info`` while the writer's lane holds it with no busy
 # timeout: its transactions take the write lock by polling (``take_write_lock``).
 POLLED_WRITE_LOCK = "nova_sink_polled_write_lock"
+# In a pooled PostgreSQL connection's ``info`` while the writer's lane runs it in psycopg's
+# pipeline mode (``WriteLane``): what leaves that mode.
+_PIPELINE = "nova_sink_pipeline"
 WRITE_LOCK_FIRST_WAIT = 0.0002
 WRITE_LOCK_LONGEST_WAIT = 0.004
 
@@ -100,6 +104,12 @@ def make_engine(
         )
         cursor.close()
         dbapi_connection.commit()  # SET outlives the transaction it ran in
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _on_statement(conn: sa.Connection, *_statement: object) -> None:
+        # SQLAlchemy reads a statement's columns as soon as it is sent; in pipeline mode
+        # they arrive only when its rows are fetched. Its statements leave that mode first.
+        _leave_pipeline(conn)
 
     return engine
 
@@ -271,6 +281,42 @@ def _driver(conn: sa.Connection) -> Any:
     return conn.connection.driver_connection
 
 
+@contextmanager
+def wrapped_driver_errors(
+    conn: sa.Connection, statement: str, params: Any = (), *, many: bool = False
+) -> Iterator[None]:
+    """The driver's errors raised inside as SQLAlchemy's (for statements run on the driver's
+    own connection), so that ``is_unavailable`` maps them as any other."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except dbapi_error as exc:
+        raise DBAPIError.instance(statement, params, exc, dbapi_error, ismulti=many) from exc
+
+
+def _enter_pipeline(conn: sa.Connection) -> None:
+    if _PIPELINE not in conn.info:
+        stack = ExitStack()
+        stack.enter_context(_driver(conn).pipeline())
+        conn.info[_PIPELINE] = stack
+
+
+def _leave_pipeline(conn: sa.Connection) -> None:
+    """Leave pipeline mode once every statement sent is answered; raises the first error
+    among their answers."""
+    stack = conn.info.pop(_PIPELINE, None)
+    if stack is not None:
+        with wrapped_driver_errors(conn, "(pipeline sync)"):
+            stack.close()
+
+
+def _abandon_pipeline(conn: sa.Connection) -> None:
+    """Leave pipeline mode after a failed statement, whose error is already on its way up:
+    the rollback then runs as any other (in pipeline mode psycopg only queues it)."""
+    with suppress(Exception):  # the failure is the one the caller raises
+        _leave_pipeline(conn)
+
+
 class WriteLane:
     """Write transactions on one connection kept between them: the webhook writer's.
 
@@ -290,6 +336,18 @@ class WriteLane:
     (``INDEXED_PLANS``; ``StoreBase._driver_sql``). The setting is reset before the
     connection goes back to the pool.
 
+    On PostgreSQL the kept connection also runs in psycopg's pipeline mode, so that a
+    statement whose answer is not needed yet goes out without waiting for it: a commit
+    group of new results waits for the server twice, once for BEGIN, the insert of the
+    results and the prior look-up (``Store.open_group``), once for the inbox rows, the
+    change feed and the ``COMMIT``, against six times when each statement waited. Each
+    wait is a wake-up of the backend and of this process, on cores shared with the serving
+    side. The lane sends BEGIN itself (the driver in autocommit mode), as psycopg waits for
+    the answer to its own. Errors surface where an answer is read, inside the transaction:
+    at a fetch, or at the ``COMMIT``, which the server runs only if everything before it
+    succeeded. A SQLAlchemy statement (the rarer paths: a result stored already, a batch
+    summary) leaves pipeline mode first (the engine's ``before_cursor_execute``).
+
     On SQLite the kept connection has no busy timeout while the lane holds it: its
     transactions take the write lock by polling (``take_write_lock``, ``POLLED_WRITE_LOCK``)
     instead of through SQLite's busy handler, whose long sleeps starved one worker's lane
@@ -298,6 +356,7 @@ class WriteLane:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
         self._conn: sa.Connection | None = None
 
     @contextmanager
@@ -310,8 +369,16 @@ class WriteLane:
             if conn is None:
                 conn = self._take()
             try:
+                if self._postgres:
+                    _enter_pipeline(conn)
+                    with wrapped_driver_errors(conn, "BEGIN"):
+                        _driver(conn).execute("BEGIN")  # sent with the first statement
                 with conn.begin():
-                    yield Store(conn)
+                    try:
+                        yield Store(conn)
+                    except BaseException:
+                        _abandon_pipeline(conn)
+                        raise
             except BaseException:
                 self.release()
                 raise
@@ -322,7 +389,9 @@ class WriteLane:
         if conn is None:
             return
         try:
+            _leave_pipeline(conn)
             if conn.info.pop(INDEXED_PLANS, False):
+                _driver(conn).autocommit = False
                 conn.exec_driver_sql("RESET enable_seqscan")
                 conn.commit()
             if conn.info.pop(POLLED_WRITE_LOCK, False):
@@ -335,10 +404,12 @@ class WriteLane:
         conn = self._engine.connect()
         try:
             conn.execution_options(**{_WRITE: True})
-            if conn.dialect.name == "postgresql":
+            if self._postgres:
                 conn.exec_driver_sql("SET enable_seqscan = off")
                 conn.commit()
                 conn.info[INDEXED_PLANS] = True
+                # ``transaction`` sends its own BEGIN: psycopg's waits for its answer.
+                _driver(conn).autocommit = True
             else:
                 # On the driver: a statement through ``conn`` would begin a transaction.
                 _driver(conn).execute("PRAGMA busy_timeout = 0")

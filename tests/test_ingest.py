@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from receiver.events import ScoreEvent, TestEvent
 from receiver.ingest import Accepted, ingest, ingest_group
-from storage.db import transaction
+from storage.db import WriteLane, transaction
 from tests.factories import NOW, at, completed, failed, inbound
 
 # Every column (the inbox's surrogate id aside): the group path writes its own SQL text,
@@ -64,8 +64,13 @@ def one_at_a_time(engine: Engine, items: Sequence[Accepted]) -> list[str]:
 
 
 def as_group(engine: Engine, items: Sequence[Accepted]) -> list[str]:
-    with transaction(engine) as store:
-        return ingest_group(store, items, now=NOW)
+    """As the writer commits a group: on its lane's connection (pipelined on PostgreSQL)."""
+    lane = WriteLane(engine)
+    try:
+        with lane.transaction() as store:
+            return ingest_group(store, items, now=NOW)
+    finally:
+        lane.release()
 
 
 def test_group_applies_the_first_of_repeated_results_and_counts_every_attempt(

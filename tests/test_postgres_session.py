@@ -11,21 +11,23 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
+from psycopg import pq
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from receiver.ingest import Committed, Received
+from receiver.ingest import Accepted, Committed, Received, accept, ingest_group
 from receiver.writer import ThreadLane, Writer
 from storage import schema
 from storage.db import WriteLane, make_engine, transaction
 from storage.errors import StoreUnavailable
-from storage.store import ResultChange
+from storage.store import ResultChange, Store
 from tests.factories import NOW, completed, inbound, received, score_completed, signed
 
 pytestmark = pytest.mark.postgres
@@ -171,6 +173,11 @@ def delivery(scoring_job_id: str, key: str) -> Received:
     return received(key, score_completed(scoring_job_id, completed_at=LATER))
 
 
+def accepted(scoring_job_id: str, key: str) -> Accepted:
+    item, _ = accept(delivery(scoring_job_id, key))
+    return item
+
+
 def run_behind_a_locked_row(engine: Engine, writer: Writer) -> list[Any]:
     """Submit a delivery for a locked row, then an unrelated one; answers while still locked."""
     with transaction(engine) as store:
@@ -216,6 +223,62 @@ def test_delivery_queued_past_the_wait_bound_is_503_without_touching_the_databas
     assert isinstance(behind, StoreUnavailable)
     with transaction(short_lock_engine, write=False) as store:
         assert store.get_result("sj_free") is None
+
+
+def requests_for_answers(trace: str) -> int:
+    """How often the client asked the server to answer everything sent so far (libpq's
+    trace of the protocol: a Sync or Flush in pipeline mode, a simple Query outside)."""
+    kinds = [line.split("\t")[2] for line in trace.splitlines() if line.startswith("F\t")]
+    return sum(kind in {"Sync", "Flush", "Query"} for kind in kinds)
+
+
+def test_a_commit_group_of_new_results_waits_for_the_server_twice(
+    postgres_engine: Engine, tmp_path: Path
+) -> None:
+    """On the writer's lane: once for the insert and the look-up, once for the inbox, the
+    change feed and the COMMIT; each statement waiting for its answer made it six."""
+    lane = WriteLane(postgres_engine)
+    group = [accepted(f"sj_{n}", f"m_{n}") for n in range(4)]
+    trace = tmp_path / "protocol.trace"
+    try:
+        with lane.transaction() as store:  # the lane takes its connection
+            ingest_group(store, [accepted("sj_first", "m_first")], now=NOW)
+        with trace.open("w") as out:
+            with lane.transaction() as store:
+                driver = store.conn.connection.driver_connection
+                assert driver is not None
+                pgconn = driver.pgconn
+                pgconn.trace(out.fileno())
+                pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+                statuses = ingest_group(store, group, now=NOW)
+            pgconn.untrace()
+    finally:
+        lane.release()
+
+    assert statuses == ["applied"] * 4
+    assert requests_for_answers(trace.read_text()) == 2
+    with transaction(postgres_engine, write=False) as store:
+        assert store.change_head() == 5
+
+
+def test_a_pipelined_insert_meeting_another_sessions_row_is_unavailable_while_it_holds_it(
+    short_lock_engine: Engine,
+) -> None:
+    """The group's insert waits on another session's uncommitted row of the same scoring
+    job; its lock timeout surfaces where the lane reads the insert's answer, as "try again
+    later", before that session ends. The lane then commits the group."""
+    lane = WriteLane(short_lock_engine)
+    try:
+        with short_lock_engine.connect() as other:
+            Store(other).apply_result(completed("sj_race"), source="submit", now=NOW)
+            with pytest.raises(StoreUnavailable), lane.transaction() as store:
+                store.open_group([completed("sj_race")], ["m_race"], now=NOW)
+            assert other.in_transaction()
+        with lane.transaction() as store:
+            _, created = store.open_group([completed("sj_race")], ["m_race"], now=NOW)
+    finally:
+        lane.release()
+    assert created == {"sj_race"}
 
 
 @pytest.fixture(name="kiritimati_url")

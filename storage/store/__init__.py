@@ -7,6 +7,7 @@ that differ by dialect live in ``storage.store.dialect``.
 - ``results``: scoring jobs, merged by the precedence rules
 - ``batches``: tracked batches and intake rejections
 - ``inbox``: deliveries, raw bodies and attempts
+- ``groups``: what a commit group of deliveries writes first
 - ``runs``: reconcile runs and the lease
 - ``admin``: retention, erasure, stats, schema probe
 - ``changes``: the change feed, numbered in commit order

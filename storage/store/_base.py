@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from storage.db import INDEXED_PLANS
+from storage.db import INDEXED_PLANS, wrapped_driver_errors
 from storage.store.dialect import dialect_insert, id_list_param
 
 
@@ -38,9 +38,12 @@ class StoreBase:
         Not on the writer lane's connection, which plans without sequential scans
         (``storage.db.WriteLane``): there a kept plan is an index plan, and preparing the
         look-up saves planning it for every commit group.
+
+        On the writer lane's PostgreSQL connection, in pipeline mode (``storage.db.WriteLane``),
+        the statement is only sent: read its rows with ``_rows``.
         """
         cursor = self.conn.connection.cursor()
-        try:
+        with wrapped_driver_errors(self.conn, sql, params, many=many):
             if many:
                 cursor.executemany(sql, params)
             elif replan and self._dialect == "postgresql" and not self.conn.info.get(INDEXED_PLANS):
@@ -48,11 +51,14 @@ class StoreBase:
                 cursor.execute(sql, params, prepare=False)  # type: ignore[call-arg]
             else:
                 cursor.execute(sql, params)
-        except self.conn.dialect.loaded_dbapi.Error as exc:
-            raise sa.exc.DBAPIError.instance(
-                sql, params, exc, self.conn.dialect.loaded_dbapi.Error, ismulti=many
-            ) from exc
         return cursor
+
+    def _rows(self, cursor: Any) -> list[Any]:
+        """The rows of a statement ``_driver_sql`` ran. In pipeline mode they are awaited
+        here, with everything sent before them, and a failure of any of those raised here."""
+        with wrapped_driver_errors(self.conn, "(rows)"):
+            rows: list[Any] = cursor.fetchall()
+        return rows
 
     def _id_list(self, ids: Sequence[str]) -> Any:
         """One parameter holding a list of ids: a JSON array for SQLite's ``json_each``, a

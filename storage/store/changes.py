@@ -95,32 +95,28 @@ def fold(changes: Sequence[ResultChange]) -> list[ResultChange]:
 
 
 class ChangeQueries(StoreBase):
-    def log_changes(self, changes: Sequence[ResultChange], *, now: datetime) -> int:
-        """Number and record ``changes``; returns the last number handed out (0: none).
+    def log_changes(self, changes: Sequence[ResultChange], *, now: datetime) -> None:
+        """Number and record ``changes``.
 
         Call it as the last statement of the transaction: the counter's row lock is held
         from here to the commit, and taking no other lock after it rules out deadlocks.
+        A change of a result that is not stored fails the transaction (``hot_sql``).
         """
         folded = fold(changes)
         if not folded:
-            return 0
+            return
         sql = hot_sql(self._dialect)
         n = len(folded)
         ids = [change.scoring_job_id for change in folded]
         kinds = [change.kind for change in folded]
         if self._dialect == "postgresql":  # one statement numbers and records
             params: tuple[Any, ...] = (n, n, sql.time(now), ids, kinds)
-            numbered = self._driver_sql(sql.log_changes, params, replan=True).fetchall()
-            written, top = len(numbered), max((int(seq) for (seq,) in numbered), default=0)
         else:
             top = self._bump_counter(n)
             seqs = list(range(top - n + 1, top + 1))
             params = (sql.time(now), json.dumps(list(zip(seqs, ids, kinds, strict=True))))
-            written = self._driver_sql(sql.log_changes, params, replan=True).rowcount
-        # A number without its row would be a change no reader ever sees.
-        if written != len(folded):
-            raise LookupError(f"{len(folded) - written} changed results are not stored")
-        return top
+        # Nothing read back: in the writer's pipeline, the COMMIT follows at once.
+        self._driver_sql(sql.log_changes, params, replan=True)
 
     def _bump_counter(self, n: int) -> int:
         """Hand out ``n`` numbers (the counter's row lock is held until the commit); returns

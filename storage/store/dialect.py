@@ -158,7 +158,9 @@ class HotSql:
     """The hot path's statements and value conversions for one dialect."""
 
     # Insert new results. SQLite: executemany of rows; PostgreSQL: one statement over the
-    # rows as one JSON parameter (``job_records``) that returns the ids it inserted.
+    # rows as one JSON parameter (``job_records``) that returns the ids it inserted, and
+    # leaves out erased candidates itself, so that it can be sent before the look-up of
+    # them has answered (``Store.open_group``).
     insert_jobs: str
     # Insert inbox rows, or count attempts: those with a scoring job id, and the others.
     upsert_deliveries: str
@@ -180,8 +182,11 @@ class HotSql:
     # (``bump_counter``); one statement for all the changes of a commit, copying each
     # result's status, job and batch as they are now (``log_changes``). SQLite: the two
     # in turn, the rows numbered from the counter's value. PostgreSQL: ``log_changes`` does
-    # both (a data-modifying WITH) and returns the numbers it handed out, since each
-    # statement costs the backend ~100 µs whatever it does; SQLite has no INSERT in WITH.
+    # both (a data-modifying WITH), since each statement costs the backend ~100 µs whatever
+    # it does; SQLite has no INSERT in WITH. A change of a result that is not stored gets no
+    # status (the LEFT JOIN), which the column refuses: the transaction fails instead of
+    # handing out a number no reader would ever see, and nothing has to be read back
+    # before the COMMIT is sent.
     bump_counter: str
     log_changes: str
     time: Callable[[datetime | None], Any]
@@ -263,6 +268,8 @@ def hot_sql(dialect: str) -> HotSql:
             insert_jobs=(
                 f"INSERT INTO scoring_job ({jobs_cols})"  # noqa: S608 - names from our table
                 f" SELECT {values}, %s, %s, %s, %s FROM json_to_recordset(%s::json) AS u({record})"
+                " WHERE NOT EXISTS (SELECT 1 FROM erased_application AS e"
+                " WHERE e.application_id = u.application_id)"
                 " ON CONFLICT (scoring_job_id) DO NOTHING RETURNING scoring_job_id"
             ),
             upsert_deliveries=_delivery_upsert_sql("%s", with_job=True),
@@ -280,8 +287,7 @@ def hot_sql(dialect: str) -> HotSql:
                 " SELECT top.seq - %s::bigint + u.ord, j.scoring_job_id, u.kind, j.status,"
                 " j.job_id, j.batch_id, %s"
                 " FROM top, unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(sid, kind, ord)"
-                " JOIN scoring_job AS j ON j.scoring_job_id = u.sid"
-                " RETURNING seq"
+                " LEFT JOIN scoring_job AS j ON j.scoring_job_id = u.sid"
             ),
             time=_pg_time,
             returns_inserted=True,
@@ -300,7 +306,7 @@ def hot_sql(dialect: str) -> HotSql:
             " SELECT json_extract(u.value, '$[0]'), j.scoring_job_id,"
             " json_extract(u.value, '$[2]'), j.status, j.job_id, j.batch_id, ?"
             " FROM json_each(?) AS u"
-            " JOIN scoring_job AS j ON j.scoring_job_id = json_extract(u.value, '$[1]')"
+            " LEFT JOIN scoring_job AS j ON j.scoring_job_id = json_extract(u.value, '$[1]')"
         ),
         prior_parts=(
             "SELECT 0, application_id, NULL FROM erased_application"

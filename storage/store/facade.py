@@ -6,6 +6,7 @@ from storage.store.admin import AdminQueries
 from storage.store.batches import BatchQueries
 from storage.store.changes import ChangeQueries
 from storage.store.dashboard import DashboardQueries
+from storage.store.groups import GroupQueries
 from storage.store.inbox import InboxQueries
 from storage.store.pages import PageQueries
 from storage.store.pins import PinQueries
@@ -14,8 +15,9 @@ from storage.store.runs import RunQueries
 
 
 # Subclasses precede their bases: DashboardQueries extends PageQueries, which extends
-# ResultQueries.
+# ResultQueries; GroupQueries extends ResultQueries and InboxQueries.
 class Store(
+    GroupQueries,
     DashboardQueries,
     PageQueries,
     ResultQueries,

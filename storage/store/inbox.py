@@ -53,7 +53,8 @@ class InboxQueries(StoreBase):
         if not any(wanted):
             return prior
         params = tuple(self._id_list(ids) for ids in keys if ids)
-        for kind, key, digest in self._driver_sql(sql.prior(wanted), params, replan=True):
+        cursor = self._driver_sql(sql.prior(wanted), params, replan=True)
+        for kind, key, digest in self._rows(cursor):
             if kind == 0:
                 prior.erased.add(str(key))
             elif kind == 1:

@@ -6,7 +6,7 @@ The one read-decide-write path (a result that already exists) locks its row firs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -104,9 +104,27 @@ class ResultQueries(ResultReads, StoreBase):
         prebuilt statement for the group costs far less than one statement per row.
         ``stored``: which of their scoring jobs are stored already, when the caller read
         it in this transaction (``group_prior``); read here otherwise (SQLite).
+        Results of erased candidates are the caller's to leave out (``open_group`` does);
+        PostgreSQL's statement leaves them out itself.
         """
+        return self.send_new_results(
+            results, source=source, now=now, delivered=delivered, stored=stored
+        )()
+
+    def send_new_results(
+        self,
+        results: Sequence[ScoringResult],
+        *,
+        source: str,
+        now: datetime,
+        delivered: bool,
+        stored: set[str] | None = None,
+    ) -> Callable[[], set[str]]:
+        """``insert_new_results``, in two steps: the insert is sent now, and the function
+        returned reads which ids it inserted. On the writer lane's pipelined PostgreSQL
+        connection, what is sent in between waits for the server together with it."""
         if not results:
-            return set()
+            return set
         sql = hot_sql(self._dialect)
         first: dict[str, ScoringResult] = {}
         for result in results:
@@ -115,8 +133,8 @@ class ResultQueries(ResultReads, StoreBase):
         group = (source, stamp, stamp, int(delivered))
         if sql.returns_inserted:  # PostgreSQL: one INSERT … SELECT FROM json_to_recordset
             records = sql.job_records(sql.job_row(r) for r in first.values())
-            inserted = self._driver_sql(sql.insert_jobs, (*group, records)).fetchall()
-            return {str(scoring_job_id) for (scoring_job_id,) in inserted}
+            cursor = self._driver_sql(sql.insert_jobs, (*group, records))
+            return lambda: {str(scoring_job_id) for (scoring_job_id,) in self._rows(cursor)}
         # SQLite: BEGIN IMMEDIATE holds the write lock, so what is absent now stays absent
         # until this transaction commits; an executemany cannot return rows.
         if stored is None:
@@ -129,7 +147,8 @@ class ResultQueries(ResultReads, StoreBase):
             done = self._driver_sql(sql.insert_jobs, rows, many=True)
             if done.rowcount != len(rows):  # pragma: no cover - only without the write lock
                 raise RuntimeError("results appeared during the transaction")
-        return {r.scoring_job_id for r in new}
+        inserted = {r.scoring_job_id for r in new}
+        return lambda: inserted
 
     def track_pending_jobs(
         self,

@@ -281,6 +281,27 @@ def test_a_pipelined_insert_meeting_another_sessions_row_is_unavailable_while_it
     assert created == {"sj_race"}
 
 
+def test_a_lane_whose_connection_the_server_dropped_is_unavailable_once_then_commits(
+    postgres_engine: Engine,
+) -> None:
+    """The server ends the lane's session (a restart, a failover): the group in hand is
+    "try again later", and the next group commits on a new connection."""
+    lane = WriteLane(postgres_engine)
+    try:
+        with lane.transaction() as store:
+            ingest_group(store, [accepted("sj_first", "m_first")], now=NOW)
+            backend = store.conn.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+        with postgres_engine.connect() as admin:
+            admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        with pytest.raises(StoreUnavailable), lane.transaction() as store:
+            ingest_group(store, [accepted("sj_lost", "m_lost")], now=NOW)
+        with lane.transaction() as store:
+            statuses = ingest_group(store, [accepted("sj_lost", "m_lost")], now=NOW)
+    finally:
+        lane.release()
+    assert statuses == ["applied"]
+
+
 @pytest.fixture(name="kiritimati_url")
 def fixture_kiritimati_url(postgres_url: str) -> Iterator[str]:
     """A scratch database whose default time zone is UTC+14, dropped afterwards."""

@@ -308,10 +308,11 @@ def compare(
 
 def memory_check(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """RSS of the serving and the commit process after 10,000 and after ``--memory-total``
-    deliveries (each body distinct)."""
+    deliveries (each body distinct), on the first of ``--databases``."""
     total = args.memory_total
     chunk = 100_000
-    with database("sqlite", workdir, "memory") as url:
+    db = args.databases[0]
+    with database(db, workdir, "memory") as url:
         proc = start_server("receiver", 1, url, workdir / "memory.log")
         acked, sent, started = 0, 0, time.perf_counter()
         rss_10k, commit_10k = 0.0, 0.0
@@ -342,6 +343,7 @@ def memory_check(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             proc.stop()
         rows = count_rows(url)
     return {
+        "db": db,
         "deliveries": sent,
         "rss_after_10k_mb": rss_10k,
         "rss_after_all_mb": rss_n,
@@ -427,7 +429,8 @@ def main() -> int:
     parser.add_argument("--base", default=None,
                         help="also run the receiver of this git revision in every round "
                              "(before/after, alternating)")  # fmt: skip
-    parser.add_argument("--memory", action="store_true", help="RSS after 10k vs --memory-total")
+    parser.add_argument("--memory", action="store_true",
+                        help="RSS after 10k vs --memory-total (first of --databases)")  # fmt: skip
     parser.add_argument("--memory-total", type=int, default=1_000_000)
     args = parser.parse_args()
     args.duration = args.duration or (3.0 if args.quick else 8.0)

@@ -13,6 +13,9 @@ from storage.store.results import ResultQueries
 
 
 class GroupQueries(ResultQueries, InboxQueries):
+    """The start of a commit group: results and inbox queries in the order each dialect
+    needs them."""
+
     def open_group(
         self,
         results: Sequence[ScoringResult],

@@ -294,6 +294,12 @@ def wrapped_driver_errors(
         raise DBAPIError.instance(statement, params, exc, dbapi_error, ismulti=many) from exc
 
 
+def _pipeline_supported() -> bool:
+    import psycopg
+
+    return bool(psycopg.Pipeline.is_supported())
+
+
 def _enter_pipeline(conn: sa.Connection) -> None:
     if _PIPELINE not in conn.info:
         stack = ExitStack()
@@ -346,7 +352,8 @@ class WriteLane:
     the answer to its own. Errors surface where an answer is read, inside the transaction:
     at a fetch, or at the ``COMMIT``, which the server runs only if everything before it
     succeeded. A SQLAlchemy statement (the rarer paths: a result stored already, a batch
-    summary) leaves pipeline mode first (the engine's ``before_cursor_execute``).
+    summary) leaves pipeline mode first (the engine's ``before_cursor_execute``). With a
+    libpq older than 14, which has no pipeline mode, each statement waits as before.
 
     On SQLite the kept connection has no busy timeout while the lane holds it: its
     transactions take the write lock by polling (``take_write_lock``, ``POLLED_WRITE_LOCK``)
@@ -354,9 +361,14 @@ class WriteLane:
     while another's wrote. The busy timeout is set again before the connection goes back.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, pipelined: bool | None = None) -> None:
+        """``pipelined``: PostgreSQL in pipeline mode; by default where the driver's libpq
+        has it (14 and later: psycopg's binary wheels bundle one), else as before."""
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        if pipelined is None:
+            pipelined = self._postgres and _pipeline_supported()
+        self._pipelined = pipelined
         self._conn: sa.Connection | None = None
 
     @contextmanager
@@ -369,7 +381,7 @@ class WriteLane:
             if conn is None:
                 conn = self._take()
             try:
-                if self._postgres:
+                if self._pipelined:
                     _enter_pipeline(conn)
                     with wrapped_driver_errors(conn, "BEGIN"):
                         _driver(conn).execute("BEGIN")  # sent with the first statement
@@ -391,7 +403,7 @@ class WriteLane:
         try:
             _leave_pipeline(conn)
             if conn.info.pop(INDEXED_PLANS, False):
-                _driver(conn).autocommit = False
+                _driver(conn).autocommit = False  # as the pool handed it out
                 conn.exec_driver_sql("RESET enable_seqscan")
                 conn.commit()
             if conn.info.pop(POLLED_WRITE_LOCK, False):
@@ -409,7 +421,7 @@ class WriteLane:
                 conn.commit()
                 conn.info[INDEXED_PLANS] = True
                 # ``transaction`` sends its own BEGIN: psycopg's waits for its answer.
-                _driver(conn).autocommit = True
+                _driver(conn).autocommit = self._pipelined
             else:
                 # On the driver: a statement through ``conn`` would begin a transaction.
                 _driver(conn).execute("PRAGMA busy_timeout = 0")

@@ -261,6 +261,33 @@ def test_a_commit_group_of_new_results_waits_for_the_server_twice(
         assert store.change_head() == 5
 
 
+def test_without_pipeline_mode_the_lane_commits_a_group_waiting_for_each_statement(
+    postgres_engine: Engine, tmp_path: Path
+) -> None:
+    """Where libpq has no pipeline mode (before 14), the lane commits as it did before it:
+    psycopg opens the transaction and every statement waits for its answer."""
+    lane = WriteLane(postgres_engine, pipelined=False)
+    trace = tmp_path / "protocol.trace"
+    try:
+        with trace.open("w") as out:
+            with lane.transaction() as store:
+                driver = store.conn.connection.driver_connection
+                assert driver is not None
+                assert not driver.autocommit
+                pgconn = driver.pgconn
+                pgconn.trace(out.fileno())
+                pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+                statuses = ingest_group(store, [accepted("sj_a", "m_a")], now=NOW)
+            pgconn.untrace()
+    finally:
+        lane.release()
+
+    assert statuses == ["applied"]
+    assert requests_for_answers(trace.read_text()) > 2
+    with transaction(postgres_engine, write=False) as store:
+        assert store.get_result("sj_a") is not None
+
+
 def test_a_pipelined_insert_meeting_another_sessions_row_is_unavailable_while_it_holds_it(
     short_lock_engine: Engine,
 ) -> None:

@@ -284,7 +284,7 @@ def hot_sql(dialect: str) -> HotSql:
             log_changes=(
                 f"WITH top AS ({bump})"  # noqa: S608 - our names
                 f" INSERT INTO result_change ({_CHANGE_COLUMNS})"
-                " SELECT top.seq - %s::bigint + u.ord, j.scoring_job_id, u.kind, j.status,"
+                " SELECT top.seq - %s::bigint + u.ord, u.sid, u.kind, j.status,"
                 " j.job_id, j.batch_id, %s"
                 " FROM top, unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(sid, kind, ord)"
                 " LEFT JOIN scoring_job AS j ON j.scoring_job_id = u.sid"
@@ -303,7 +303,7 @@ def hot_sql(dialect: str) -> HotSql:
         bump_counter=_BUMP_COUNTER,
         log_changes=(
             f"INSERT INTO result_change ({_CHANGE_COLUMNS})"  # noqa: S608
-            " SELECT json_extract(u.value, '$[0]'), j.scoring_job_id,"
+            " SELECT json_extract(u.value, '$[0]'), json_extract(u.value, '$[1]'),"
             " json_extract(u.value, '$[2]'), j.status, j.job_id, j.batch_id, ?"
             " FROM json_each(?) AS u"
             " LEFT JOIN scoring_job AS j ON j.scoring_job_id = json_extract(u.value, '$[1]')"

@@ -105,7 +105,7 @@ class AdminQueries(ChangeQueries):
             return set()
         sql = hot_sql(self._dialect).prior((True, False, False))  # (0, application id, NULL)
         params = (self._id_list(wanted),)
-        return {str(a) for _, a, _ in self._driver_sql(sql, params, replan=True)}
+        return {str(a) for _, a, _ in self._rows(self._driver_sql(sql, params, replan=True))}
 
     def stats(self) -> dict[str, Any]:
         def counts(column: sa.Column[Any], none: str = "none") -> dict[str, int]:

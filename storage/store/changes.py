@@ -121,7 +121,7 @@ class ChangeQueries(StoreBase):
     def _bump_counter(self, n: int) -> int:
         """Hand out ``n`` numbers (the counter's row lock is held until the commit); returns
         the last of them."""
-        (top,) = self._driver_sql(hot_sql(self._dialect).bump_counter, (n,)).fetchone()
+        ((top,),) = self._rows(self._driver_sql(hot_sql(self._dialect).bump_counter, (n,)))
         return int(top)
 
     def log_erasures(self, erased: Sequence[ErasedResult], *, now: datetime) -> int:

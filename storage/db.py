@@ -144,12 +144,10 @@ def _sqlite_engine(url: str, *, synchronous: Synchronous, pool_size: int, echo: 
             # ``exec_driver_sql`` spends ~15 µs of Python around a statement SQLite runs
             # in a few; its errors wrapped as that would, for ``_unavailable_errors``.
             driver = _driver(conn)
-            try:
+            with wrapped_driver_errors(conn, "BEGIN IMMEDIATE"):
                 take_write_lock(
                     lambda: driver.execute("BEGIN IMMEDIATE"), timeout=BUSY_TIMEOUT_MS / 1000
                 )
-            except sqlite3.Error as exc:
-                raise DBAPIError.instance("BEGIN IMMEDIATE", (), exc, sqlite3.Error) from exc
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 

@@ -139,7 +139,7 @@ class ResultQueries(ResultReads, StoreBase):
         # until this transaction commits; an executemany cannot return rows.
         if stored is None:
             lookup = sql.prior((False, False, True))
-            found = self._driver_sql(lookup, (self._id_list(list(first)),))
+            found = self._rows(self._driver_sql(lookup, (self._id_list(list(first)),)))
             stored = {str(scoring_job_id) for (_, scoring_job_id, _) in found}
         new = [r for key, r in first.items() if key not in stored]
         if new:
